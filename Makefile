@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine (Debian, Python 3.11, root for apt):
+#   make demo   - install, build the sample collection, pretrain (<= ~5 min on CPU), evaluate
+#   make test   - install, then run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup sysdeps test demo bench clean
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -c "import torchvision, faiss, streamlit; torchvision.ops.nms; print('venv ok: torch', __import__('torch').__version__)"
+	touch $(STAMP)
+
+setup: $(STAMP) sysdeps
+
+sysdeps:
+	@bash .ci/sysdeps.sh
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	$(PY) -m pipelines.demo
+
+bench: setup
+	$(PY) bench/train_step_speed.py
+
+clean:
+	rm -rf runs/demo data/sample indexes/demo

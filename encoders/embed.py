@@ -1,0 +1,32 @@
+"""Frozen backbone -> L2-normalised float32 representations h (not projections z)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoders.augment import normalize_batch
+from encoders.runtime import autocast
+from encoders.store import EncoderConfig
+
+
+@torch.no_grad()
+def embed_batch(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig,
+                precision: str = "fp32") -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float32 (N, D), L2-normalised, on the backbone's device."""
+    device = next(backbone.parameters()).device
+    x = normalize_batch(images.to(device, non_blocking=True), cfg.mean, cfg.std)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, precision):
+        h = backbone(x)  # (N, D)
+    return F.normalize(h.float(), dim=1)
+
+
+def embed_tensor(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig, batch_size: int = 512,
+                 precision: str = "fp32") -> np.ndarray:
+    """uint8 (M, 3, S, S) already decoded -> float32 (M, D) numpy, L2-normalised."""
+    backbone.eval()
+    out = [embed_batch(backbone, images[i:i + batch_size], cfg, precision).cpu()
+           for i in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy().astype(np.float32, copy=False)

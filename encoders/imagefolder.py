@@ -1,0 +1,226 @@
+"""Read a folder of photos: find image files, decode them safely, count what is skipped.
+
+Contract: `scan_images(root)` lists candidate files (recursive, sorted, by extension);
+`open_rgb(path)` returns an RGB `PIL.Image` with EXIF orientation applied or raises
+`UnreadableImage` with a one-line reason. Nothing here ever needs labels.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+# Refuse images whose header declares more pixels than this (decompression bombs).
+MAX_IMAGE_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+
+
+class UnreadableImage(Exception):
+    """A file that cannot be used as an image; the message is the reason."""
+
+
+@dataclass
+class SkipReport:
+    """Files left out of a run, by reason. Printed in every pipeline's summary."""
+
+    reasons: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    max_warnings: int = 20
+    warned: int = 0
+
+    def add(self, path: str | os.PathLike, reason: str) -> None:
+        self.reasons[reason] += 1
+        self.examples.setdefault(reason, [])
+        if len(self.examples[reason]) < 5:
+            self.examples[reason].append(str(path))
+        if self.warned < self.max_warnings:
+            log.warning("skipped %s: %s", path, reason)
+            self.warned += 1
+            if self.warned == self.max_warnings:
+                log.warning("further skipped files are counted but not listed")
+
+    @property
+    def total(self) -> int:
+        return sum(self.reasons.values())
+
+    def summary(self) -> str:
+        if not self.total:
+            return "skipped 0 files"
+        parts = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
+        return f"skipped {self.total} files ({parts})"
+
+    def as_dict(self) -> dict:
+        return {"total": self.total, "by_reason": dict(self.reasons), "examples": self.examples}
+
+
+def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> list[Path]:
+    """All files under `root` with an image extension, sorted, symlink loops not followed.
+
+    Files with other extensions are counted in `skips` as "not an image file".
+    Raises ValueError if `root` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"--data {root}: not a directory")
+    skips = skips if skips is not None else SkipReport()
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+        dirnames.sort()
+        for name in filenames:
+            path = Path(dirpath) / name
+            if name.startswith("."):
+                continue  # hidden files (.DS_Store, editor swap files) are not photos
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                skips.add(path, "not an image file")
+                continue
+            found.append(path)
+    found.sort()
+    return found
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.size else 1.0
+        arr = arr * (255.0 / (65535.0 if hi > 255 else max(hi, 1.0)))
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
+    """Decode `path` (first frame of animations) to RGB with EXIF orientation applied.
+
+    `draft_size` lets JPEG decode at a reduced scale that still covers that size.
+    Raises UnreadableImage with a short reason for anything that is not a usable image.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w < 1 or h < 1:
+                    raise UnreadableImage("image has no pixels")
+                if draft_size and img.format == "JPEG":
+                    img.draft("RGB", (draft_size, draft_size))
+                img.seek(0)
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise UnreadableImage(f"too many pixels (decompression bomb guard): {e}") from None
+    except IsADirectoryError:
+        raise UnreadableImage("is a directory") from None
+    except FileNotFoundError:
+        raise UnreadableImage("file disappeared before it could be read") from None
+    except PermissionError:
+        raise UnreadableImage("permission denied") from None
+    except Image.UnidentifiedImageError:
+        raise UnreadableImage("not a decodable image") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
+        raise UnreadableImage(f"corrupt image ({type(e).__name__}: {e})") from None
+
+
+def resize_center_crop(size: int) -> v2.Compose:
+    """PIL RGB image -> uint8 (3, size, size): shorter side to `size`, centre crop.
+
+    This is the one geometric preprocessing used for training caches, embedding and
+    queries; normalisation happens later, in float, on the model's device.
+    """
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(size, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(size),
+    ])
+
+
+class ImageFiles(Dataset):
+    """Files -> (index, uint8 (3, S, S) tensor, error string or "").
+
+    A failed decode returns an empty tensor and the reason, so one bad file never stops
+    a DataLoader; `collate_skipping` drops it and the caller counts it.
+    """
+
+    def __init__(self, files: list[Path], size: int):
+        self.files = files
+        self.size = size
+        self.transform = resize_center_crop(size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        try:
+            img = open_rgb(self.files[i], draft_size=self.size)
+            return i, self.transform(img).as_subclass(torch.Tensor), ""
+        except UnreadableImage as e:
+            return i, torch.empty(0, dtype=torch.uint8), str(e)
+
+
+def collate_skipping(batch):
+    """Collate (index, tensor, error) triples; returns (ok_idx, images, [(idx, error)])."""
+    ok = [(i, x) for i, x, err in batch if not err]
+    bad = [(i, err) for i, _, err in batch if err]
+    idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
+    images = torch.stack([x for _, x in ok]) if ok else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
+    return idx, images, bad
+
+
+def iter_decoded(files: list[Path], size: int, batch_size: int = 256, workers: int | None = None):
+    """Yield (ok_idx, uint8 (n, 3, S, S), bad) batches, decoding in worker processes."""
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    loader = DataLoader(
+        ImageFiles(files, size), batch_size=batch_size, shuffle=False,
+        num_workers=workers, collate_fn=collate_skipping,
+        persistent_workers=False, prefetch_factor=4 if workers else None,
+    )
+    yield from loader
+
+
+def decode_folder(root: str | os.PathLike, size: int, workers: int | None = None,
+                  progress: bool = True) -> tuple[list[Path], torch.Tensor, SkipReport]:
+    """Decode every usable image under `root` into one uint8 (M, 3, S, S) tensor.
+
+    Returns (paths of the decoded images, images, skip report). Raises ValueError when
+    the folder holds no readable image.
+    """
+    from tqdm import tqdm
+
+    skips = SkipReport()
+    files = scan_images(root, skips)
+    if not files:
+        raise ValueError(f"--data {root}: no image files found ({skips.summary()})")
+    out = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
+    good = torch.zeros(len(files), dtype=torch.bool)
+    bar = tqdm(total=len(files), desc="decode", unit="img", disable=not progress)
+    for idx, images, bad in iter_decoded(files, size, workers=workers):
+        if len(idx):
+            out[idx] = images
+            good[idx] = True
+        for i, err in bad:
+            skips.add(files[i], err)
+        bar.update(len(idx) + len(bad))
+    bar.close()
+    keep = good.nonzero().flatten()
+    if len(keep) == 0:
+        raise ValueError(f"--data {root}: no readable image ({skips.summary()})")
+    return [files[i] for i in keep.tolist()], out[keep], skips

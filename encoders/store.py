@@ -1,0 +1,116 @@
+"""A trained encoder on disk: `encoder.safetensors` (backbone only) + `config.json`.
+
+`config.json` holds everything needed to rebuild the backbone and its preprocessing;
+loading never unpickles anything (safetensors + JSON).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from encoders.augment import IMAGENET_MEAN, IMAGENET_STD
+from encoders.backbones import build_backbone
+
+ENCODER_FILE = "encoder.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class EncoderConfig:
+    """How to rebuild a backbone and preprocess an image for it."""
+
+    backbone: str = "resnet18"
+    small_stem: bool = False
+    feat_dim: int = 512
+    image_size: int = 32  # shorter side resized to this, then centre crop (bicubic)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    method: str = ""
+    training: dict = field(default_factory=dict)  # the pretraining config, for the record
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("mean", "std"):
+            if k in known:
+                known[k] = tuple(float(v) for v in known[k])
+        return cls(**known)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: all or nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_encoder(run_dir: str | os.PathLike, backbone: nn.Module, cfg: EncoderConfig) -> None:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in backbone.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".encoder.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata={"format": "pt"})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / ENCODER_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_json(run_dir / CONFIG_FILE, asdict(cfg))
+
+
+class EncoderLoadError(ValueError):
+    """A run folder that does not hold a usable encoder; the message says what to do."""
+
+
+def load_encoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, EncoderConfig]:
+    """Rebuild the frozen backbone (eval mode) and its config from a run folder."""
+    run_dir = Path(run_dir)
+    cfg_path, weights = run_dir / CONFIG_FILE, run_dir / ENCODER_FILE
+    if not cfg_path.is_file() or not weights.is_file():
+        raise EncoderLoadError(
+            f"{run_dir} has no {ENCODER_FILE} + {CONFIG_FILE}; train one with "
+            f"`python -m pipelines.pretrain --data DIR --out {run_dir}`")
+    try:
+        cfg = EncoderConfig.from_dict(json.loads(cfg_path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise EncoderLoadError(f"{cfg_path} is not a valid encoder config ({e}); retrain or restore it") from None
+    backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    try:
+        state = load_file(weights)
+        backbone.load_state_dict(state, strict=True)
+    except Exception as e:  # safetensors header errors, missing/unexpected keys, shape mismatch
+        raise EncoderLoadError(f"{weights} does not match {cfg_path} ({type(e).__name__}: {str(e)[:200]})") from None
+    backbone.eval().requires_grad_(False)
+    return backbone.to(device), cfg

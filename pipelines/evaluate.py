@@ -1,0 +1,172 @@
+"""Evaluate a pretrained encoder on labelled data: weighted kNN and linear-probe top-1.
+
+    python -m pipelines.evaluate --encoder RUN_DIR --dataset fashion-mnist
+    python -m pipelines.evaluate --encoder RUN_DIR --train DIR --test DIR   # one subfolder per class
+
+Always the final encoder in RUN_DIR (no best-of-epochs). `--baselines` adds the same
+backbone at random initialisation and raw pixels, evaluated by the same code.
+Writes RUN_DIR/eval_<dataset>.json (or --out).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from encoders.backbones import build_backbone
+from encoders.embed import embed_tensor
+from encoders.evaluation import knn_accuracy, linear_probe_accuracy
+from encoders.fashion_mnist import CLASSES, load_fashion_mnist
+from encoders.imagefolder import decode_folder, resize_center_crop
+from encoders.runtime import pick_device
+from encoders.store import EncoderConfig, EncoderLoadError, atomic_write_json, load_encoder
+
+log = logging.getLogger("pipelines.evaluate")
+
+
+@dataclass
+class EvalConfig:
+    encoder: str = ""
+    dataset: str | None = None
+    train: str | None = None
+    test: str | None = None
+    k: int = 200
+    temperature: float = 0.1
+    probe_epochs: int = 100
+    baselines: bool = False
+    limit_train: int | None = None
+    limit_test: int | None = None
+    device: str = "auto"
+    out: str | None = None
+    seed: int = 0
+
+
+def arrays_to_images(arr: np.ndarray, size: int) -> torch.Tensor:
+    """Greyscale uint8 (N, H, W) -> uint8 (N, 3, S, S) through the indexing preprocessing."""
+    tf = resize_center_crop(size)
+    return torch.stack([tf(Image.fromarray(a, mode="L").convert("RGB")).as_subclass(torch.Tensor) for a in arr])
+
+
+def decode_labelled(root: str, size: int) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """A folder with one subfolder per class -> (images, labels, class names)."""
+    classes = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise ValueError(f"{root}: expected one subfolder per class, found none")
+    images, labels = [], []
+    for c, name in enumerate(classes):
+        _, imgs, skips = decode_folder(Path(root) / name, size, progress=False)
+        if skips.total:
+            log.warning("%s/%s: %s", root, name, skips.summary())
+        images.append(imgs)
+        labels.append(np.full(len(imgs), c, dtype=np.int64))
+    return torch.cat(images), np.concatenate(labels), classes
+
+
+def load_split(cfg: EvalConfig, size: int) -> tuple[torch.Tensor, np.ndarray, torch.Tensor, np.ndarray, str]:
+    if cfg.dataset == "fashion-mnist":
+        (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
+        if cfg.limit_train:
+            xtr, ytr = xtr[:cfg.limit_train], ytr[:cfg.limit_train]
+        if cfg.limit_test:
+            xte, yte = xte[:cfg.limit_test], yte[:cfg.limit_test]
+        return arrays_to_images(xtr, size), ytr, arrays_to_images(xte, size), yte, "fashion-mnist"
+    xtr, ytr, ctr = decode_labelled(cfg.train, size)
+    xte, yte, cte = decode_labelled(cfg.test, size)
+    if ctr != cte:
+        raise ValueError(f"--train classes {ctr} differ from --test classes {cte}")
+    return xtr, ytr, xte, yte, Path(cfg.test).name or "folders"
+
+
+def evaluate_features(ftr, ytr, fte, yte, cfg: EvalConfig) -> dict:
+    t0 = time.perf_counter()
+    knn = knn_accuracy(ftr, ytr, fte, yte, k=cfg.k, temperature=cfg.temperature)
+    lin = linear_probe_accuracy(ftr, ytr, fte, yte, epochs=cfg.probe_epochs, seed=cfg.seed)
+    return {"knn_top1": knn, "linear_top1": lin, "dim": int(ftr.shape[1]), "seconds": time.perf_counter() - t0}
+
+
+def run(cfg: EvalConfig) -> dict:
+    device = pick_device(cfg.device)
+    backbone, enc = load_encoder(cfg.encoder, device)
+    xtr, ytr, xte, yte, name = load_split(cfg, enc.image_size)
+    log.info("%s: %d train / %d test images at %d px", name, len(xtr), len(xte), enc.image_size)
+    results = {"encoder": str(cfg.encoder), "method": enc.method, "backbone": enc.backbone,
+               "image_size": enc.image_size, "dataset": name, "train_size": len(xtr), "test_size": len(xte),
+               "k": cfg.k, "temperature": cfg.temperature, "config": asdict(cfg)}
+    summary = Path(cfg.encoder) / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        results.update(trained_steps=s.get("step"), trained_epochs=s.get("epoch"))
+    results["pretrained"] = evaluate_features(embed_tensor(backbone, xtr, enc), ytr,
+                                              embed_tensor(backbone, xte, enc), yte, cfg)
+    if cfg.baselines:
+        torch.manual_seed(cfg.seed)
+        rand = build_backbone(enc.backbone, enc.small_stem).to(device).eval()
+        results["random_init"] = evaluate_features(embed_tensor(rand, xtr, enc), ytr,
+                                                   embed_tensor(rand, xte, enc), yte, cfg)
+        results["raw_pixels"] = evaluate_features(raw_pixel_features(xtr, enc), ytr,
+                                                  raw_pixel_features(xte, enc), yte, cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / f"eval_{name}.json"
+    atomic_write_json(out, results)
+    results["out"] = str(out)
+    return results
+
+
+def raw_pixel_features(images: torch.Tensor, enc: EncoderConfig) -> np.ndarray:
+    x = images.float().flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    return torch.nn.functional.normalize(x, dim=1).numpy()
+
+
+def print_table(results: dict) -> None:
+    rows = [(k, v) for k, v in results.items() if isinstance(v, dict) and "knn_top1" in v]
+    print(f"\n{results['dataset']}: {results['train_size']} train / {results['test_size']} test, "
+          f"{results['backbone']} ({results['method']}), kNN k={results['k']} T={results['temperature']}")
+    print(f"{'features':<14}{'kNN top-1':>11}{'linear top-1':>14}")
+    for name, r in rows:
+        print(f"{name:<14}{r['knn_top1']:>10.2f}%{r['linear_top1']:>13.2f}%")
+    print(f"written to {results['out']}")
+
+
+def parse_args(argv=None) -> EvalConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--encoder", required=True, help="run folder with encoder.safetensors + config.json")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", choices=["fashion-mnist"])
+    src.add_argument("--train", help="labelled folder (one subfolder per class) for the kNN bank / probe")
+    p.add_argument("--test", help="labelled folder to evaluate on (with --train)")
+    p.add_argument("--k", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--probe-epochs", type=int, default=100)
+    p.add_argument("--baselines", action="store_true", help="also random-init backbone and raw pixels")
+    p.add_argument("--limit-train", type=int, default=None)
+    p.add_argument("--limit-test", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="JSON file (default RUN_DIR/eval_<dataset>.json)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.train and not args.test:
+        p.error("--train needs --test")
+    return EvalConfig(**vars(args))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        print_table(run(cfg))
+    except (ValueError, FileNotFoundError, EncoderLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""Pretrain an image encoder on an unlabeled folder with SimCLR or MoCo v2.
+
+    python -m pipelines.pretrain --data DIR --method {simclr,moco} --out RUN_DIR
+
+The folder is decoded once (in parallel) into a uint8 cache at training resolution;
+each step augments the batch twice with per-sample random parameters on the model's
+device. Data order and augmentations come from (seed, step), so `--resume` continues
+with exactly the losses an uninterrupted run would have had.
+RUN_DIR ends with encoder.safetensors (backbone only), config.json, metrics.jsonl,
+loss.png, and checkpoint.pt (for --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from encoders.augment import AugmentConfig, BatchSimCLRAugment
+from encoders.backbones import BACKBONES, build_backbone
+from encoders.imagefolder import decode_folder
+from encoders.methods import METHODS, MoCo, SimCLR
+from encoders.optim import build_optimizer, warmup_cosine
+from encoders.runtime import autocast, pick_device, pick_precision
+from encoders.store import EncoderConfig, atomic_write_json, save_encoder
+
+log = logging.getLogger("pipelines.pretrain")
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class PretrainConfig:
+    data: str = ""
+    out: str = ""
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    small_stem: bool | None = None  # None: on for image_size <= 64
+    image_size: int = 32
+    batch_size: int = 256
+    epochs: float | None = None  # None with --minutes: as many as fit; else 100
+    minutes: float | None = None
+    max_steps: int | None = None  # stop (resumably) after this global step
+    optimizer: str = "auto"  # auto: lars for batch >= 1024 on cuda, else sgd
+    lr: float | None = None  # base lr for batch 256 (scaled linearly); None: per optimizer
+    weight_decay: float | None = None
+    warmup_epochs: float = 1.0
+    temperature: float | None = None  # None: 0.5 SimCLR, 0.2 MoCo
+    proj_dim: int = 128
+    queue_size: int = 4096
+    momentum: float = 0.99
+    min_scale: float = 0.08
+    blur_p: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    workers: int | None = None
+    checkpoint_minutes: float = 5.0
+    log_every: int = 10
+    progress: bool = True
+
+    def resolve(self) -> None:
+        """Fill the `None` defaults that depend on other fields; validate."""
+        if self.method not in METHODS:
+            raise ValueError(f"--method {self.method}: choose one of {', '.join(METHODS)}")
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"--backbone {self.backbone}: choose one of {', '.join(BACKBONES)}")
+        if self.image_size < 8:
+            raise ValueError(f"--image-size must be >= 8, got {self.image_size}")
+        if self.batch_size < 2:
+            raise ValueError(f"--batch-size must be >= 2 (contrastive losses need negatives), got {self.batch_size}")
+        self.device = str(pick_device(self.device))
+        if self.small_stem is None:
+            self.small_stem = self.image_size <= 64
+        if self.epochs is None and self.minutes is None:
+            self.epochs = 100
+        if self.temperature is None:
+            self.temperature = 0.5 if self.method == "simclr" else 0.2
+        if self.optimizer == "auto":
+            self.optimizer = "lars" if self.batch_size >= 1024 and self.device.startswith("cuda") else "sgd"
+        defaults = {"sgd": (0.06, 5e-4), "adamw": (1e-3, 1e-6), "lars": (0.3, 1e-6)}
+        if self.optimizer not in defaults:
+            raise ValueError(f"--optimizer {self.optimizer}: choose auto, sgd, adamw or lars")
+        lr, wd = defaults[self.optimizer]
+        self.lr = lr if self.lr is None else self.lr
+        self.weight_decay = wd if self.weight_decay is None else self.weight_decay
+
+
+def build_method(cfg: PretrainConfig) -> torch.nn.Module:
+    backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    if cfg.method == "simclr":
+        return SimCLR(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature)
+    return MoCo(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature,
+                queue_size=cfg.queue_size, momentum=cfg.momentum)
+
+
+# ---- checkpoints: one helper to save, one to restore, a fixed dict ----
+
+def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int, cfg: PretrainConfig) -> None:
+    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "total_steps": total_steps, "config": asdict(cfg)}
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, run_dir / CHECKPOINT)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        raise SystemExit(f"error: {path} is not a loadable checkpoint ({type(e).__name__}); "
+                         f"delete it to start over") from None
+
+
+# ---- the data: one uint8 cache, batches by (seed, step) ----
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed * 7_919 + step * 104_729 + 17)
+
+
+class Trainer:
+    """Holds what one step needs; `step(i)` runs global step i and returns its loss."""
+
+    def __init__(self, cfg: PretrainConfig, model, optimizer, images: torch.Tensor,
+                 device: torch.device, precision: str, lrs):
+        self.cfg, self.model, self.optimizer = cfg, model, optimizer
+        self.images, self.device, self.precision, self.lrs = images, device, precision, lrs
+        self.augment = BatchSimCLRAugment(AugmentConfig(
+            image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p))
+        self.steps_per_epoch = len(images) // cfg.batch_size
+        self._perm_epoch, self._perm = -1, None
+
+    def batch(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            self._perm, self._perm_epoch = epoch_permutation(len(self.images), self.cfg.seed, epoch), epoch
+        idx = self._perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+        return self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
+
+    def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.batch(step)
+        g = step_generator(self.cfg.seed, step, self.device)
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return (self.augment(x, g).contiguous(memory_format=fmt),
+                self.augment(x, g).contiguous(memory_format=fmt))
+
+    def step(self, step: int) -> torch.Tensor:
+        for group in self.optimizer.param_groups:
+            group["lr"] = float(self.lrs[min(step, len(self.lrs) - 1)])
+        view_a, view_b = self.views(step)
+        with autocast(self.device, self.precision):
+            loss = self.model.training_loss(view_a, view_b)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.model.after_optimizer_step()
+        return loss.detach()
+
+
+def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: int, deadline: float | None,
+                    on_checkpoint, bar, metrics_file) -> dict[str, float]:
+    """Run global steps [max(start, epoch start), min(stop, epoch end)); returns stats."""
+    spe = trainer.steps_per_epoch
+    first, last = max(start_step, epoch * spe), min(stop_step, (epoch + 1) * spe)
+    loss_sum, n, step = torch.zeros(()), 0, first
+    window_t, window_imgs = time.perf_counter(), 0
+    stopped_early = False
+    for step in range(first, last):
+        t0 = time.perf_counter()
+        loss = trainer.step(step)
+        loss_value = float(loss)  # syncs; the step's time is now real
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {step}")
+        loss_sum += loss.float().cpu()
+        n += 1
+        window_imgs += trainer.cfg.batch_size
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        ips = trainer.cfg.batch_size / (time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.3g}", img_s=f"{ips:.0f}", epoch=epoch)
+        bar.update(1)
+        if (step + 1) % trainer.cfg.log_every == 0 or step + 1 == last:
+            now = time.perf_counter()
+            rec = {"step": step + 1, "epoch": epoch, "loss": loss_value, "lr": lr,
+                   "img_per_s": window_imgs / (now - window_t), "time": time.time()}
+            metrics_file.write(json.dumps(rec) + "\n")
+            metrics_file.flush()
+            window_t, window_imgs = now, 0
+        on_checkpoint(step + 1, force=False)
+        if deadline is not None and time.perf_counter() >= deadline:
+            stopped_early = step + 1 < last
+            break
+    return {"epoch": epoch, "loss": float(loss_sum / max(n, 1)), "steps": n, "last_step": step + 1 if n else first,
+            "stopped_early": stopped_early}
+
+
+def calibrate_steps_per_second(trainer: Trainer, n_warm: int = 2, n_timed: int = 3) -> float:
+    """Time a few real steps on a copy of the state, then restore it: the run itself
+    stays a pure function of (seed, step)."""
+    model_state = copy.deepcopy(trainer.model.state_dict())
+    opt_state = copy.deepcopy(trainer.optimizer.state_dict())
+    for i in range(n_warm):
+        float(trainer.step(i))
+    t0 = time.perf_counter()
+    for i in range(n_warm, n_warm + n_timed):
+        float(trainer.step(i))
+    rate = n_timed / (time.perf_counter() - t0)
+    trainer.model.load_state_dict(model_state)
+    trainer.optimizer.load_state_dict(opt_state)
+    return rate
+
+
+def plot_losses(run_dir: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
+    recs = [r for r in recs if "step" in r and "loss" in r]
+    if not recs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".loss.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, run_dir / "loss.png")
+
+
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    """After a kill, drop metric lines logged past the checkpoint we resume from."""
+    path = run_dir / METRICS
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, path)
+
+
+def run(cfg: PretrainConfig) -> dict:
+    t_start = time.perf_counter()
+    deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    cfg.device = str(device)
+    precision = pick_precision(cfg.precision, device)
+
+    ckpt = load_checkpoint(run_dir, device) if getattr(cfg, "_resume", False) else None
+    if ckpt is not None:
+        saved = ckpt["config"]
+        # The run's identity comes from the checkpoint; this invocation's budget, device,
+        # logging and stop point are its own.
+        for k in ("minutes", "max_steps", "device", "precision", "progress", "workers", "checkpoint_minutes"):
+            saved[k] = getattr(cfg, k)
+        cfg = PretrainConfig(**{f.name: saved[f.name] for f in fields(PretrainConfig) if f.name in saved})
+        log.info("resuming %s from step %d of %d", run_dir, ckpt["step"], ckpt["total_steps"])
+    elif getattr(cfg, "_resume", False):
+        log.info("no checkpoint in %s; starting a new run", run_dir)
+    torch.manual_seed(cfg.seed)
+
+    paths, images, skips = decode_folder(cfg.data, cfg.image_size, workers=cfg.workers, progress=cfg.progress)
+    log.info("%d images decoded at %d px from %s; %s", len(paths), cfg.image_size, cfg.data, skips.summary())
+    if len(images) < cfg.batch_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {len(images)} readable images; "
+                         f"lower it (at most {len(images)})")
+    if device.type == "cuda":
+        images = images.to(device) if images.numel() < 4 << 30 else images.pin_memory()
+
+    model = build_method(cfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    base_lr = cfg.lr * cfg.batch_size / 256
+    optimizer = build_optimizer(cfg.optimizer, model, base_lr, cfg.weight_decay)
+    spe = len(images) // cfg.batch_size
+
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_step, total_steps = ckpt["step"], ckpt["total_steps"]
+        _trim_metrics(run_dir, start_step)
+    else:
+        start_step = 0
+        total_steps = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
+    warmup_steps = int(round(cfg.warmup_epochs * spe))
+
+    trainer = Trainer(cfg, model, optimizer, images, device, precision, lrs=[base_lr])
+    if total_steps is None or (cfg.minutes and ckpt is None):
+        rate = calibrate_steps_per_second(trainer)
+        remaining = deadline - time.perf_counter() - 5.0  # keep a few seconds to save
+        fit = max(1, int(remaining * rate * 0.97))
+        total_steps = fit if total_steps is None else min(total_steps, fit)
+        log.info("measured %.2f steps/s (%.0f img/s): %d steps (%.2f epochs) fit in the budget",
+                 rate, rate * cfg.batch_size, total_steps, total_steps / spe)
+    warmup_steps = min(warmup_steps, max(total_steps // 10, 1))
+    trainer.lrs = warmup_cosine(base_lr, total_steps, warmup_steps)
+    stop_step = min(total_steps, cfg.max_steps) if cfg.max_steps is not None else total_steps
+
+    enc_cfg = EncoderConfig(backbone=cfg.backbone, small_stem=bool(cfg.small_stem),
+                            feat_dim=model.backbone.feat_dim, image_size=cfg.image_size,
+                            method=cfg.method, training=asdict(cfg))
+    atomic_write_json(run_dir / "config.json", asdict(enc_cfg))
+    last_save = [time.perf_counter()]
+
+    def on_checkpoint(step: int, force: bool) -> None:
+        if force or time.perf_counter() - last_save[0] >= cfg.checkpoint_minutes * 60:
+            save_checkpoint(run_dir, model, optimizer, step, total_steps, cfg)
+            last_save[0] = time.perf_counter()
+
+    log.info("training %s/%s on %s (%s, channels_last=%s): %d images, batch %d, %d steps/epoch, "
+             "steps %d..%d, optimizer %s lr %.3g", cfg.method, cfg.backbone, device, precision,
+             cfg.channels_last, len(images), cfg.batch_size, spe, start_step, stop_step, cfg.optimizer, base_lr)
+    model.train()
+    step = start_step
+    epochs_done = []
+    bar = tqdm(total=stop_step, initial=start_step, desc="pretrain", unit="step", disable=not cfg.progress,
+               dynamic_ncols=True)
+    try:
+        with open(run_dir / METRICS, "a") as metrics_file:
+            for epoch in range(start_step // spe, math.ceil(stop_step / spe)):
+                stats = train_one_epoch(trainer, epoch, step, stop_step, deadline, on_checkpoint, bar, metrics_file)
+                step = stats["last_step"]
+                epochs_done.append(stats)
+                if not stats["stopped_early"] and step % spe == 0:
+                    metrics_file.write(json.dumps({"epoch_end": epoch, "mean_loss": stats["loss"], "step": step}) + "\n")
+                    metrics_file.flush()
+                if stats["stopped_early"] or (deadline is not None and time.perf_counter() >= deadline):
+                    log.info("time budget reached at step %d", step)
+                    break
+    except FloatingPointError as e:
+        bar.close()
+        raise SystemExit(f"error: {e}. Nothing was saved from this step; the last checkpoint is "
+                         f"{run_dir / CHECKPOINT}. Try a lower --lr or --precision fp32.") from None
+    bar.close()
+    on_checkpoint(step, force=True)
+    save_encoder(run_dir, model.backbone, enc_cfg)
+    plot_losses(run_dir)
+    summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "epoch": step / spe,
+               "finished": step >= total_steps, "images": len(images), "skipped": skips.as_dict(),
+               "seconds": time.perf_counter() - t_start,
+               "final_loss": epochs_done[-1]["loss"] if epochs_done else None}
+    atomic_write_json(run_dir / "summary.json", summary)
+    log.info("saved %s (step %d/%d, %.2f epochs); %s", run_dir / "encoder.safetensors", step, total_steps,
+             step / spe, skips.summary())
+    return summary
+
+
+def parse_args(argv=None) -> PretrainConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--method", default="simclr", choices=sorted(METHODS))
+    p.add_argument("--backbone", default="resnet18", choices=BACKBONES)
+    p.add_argument("--small-stem", default=None, action=argparse.BooleanOptionalAction,
+                   help="3x3 stem without max-pool (default: on for --image-size <= 64)")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=float, default=None, help="default 100, or what fits in --minutes")
+    p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops cleanly and saves")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this global step (resumable)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt if present")
+    p.add_argument("--optimizer", default="auto", choices=["auto", "sgd", "adamw", "lars"])
+    p.add_argument("--lr", type=float, default=None, help="base lr for batch 256, scaled linearly")
+    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--warmup-epochs", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=None, help="default 0.5 (SimCLR), 0.2 (MoCo)")
+    p.add_argument("--proj-dim", type=int, default=128)
+    p.add_argument("--queue-size", type=int, default=4096, help="MoCo: negative keys in the queue")
+    p.add_argument("--momentum", type=float, default=0.99, help="MoCo: key encoder EMA momentum")
+    p.add_argument("--min-scale", type=float, default=0.08, help="random resized crop's smallest area")
+    p.add_argument("--blur-p", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
+    p.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    args = vars(p.parse_args(argv))
+    resume = args.pop("resume")
+    cfg = PretrainConfig(**args)
+    cfg._resume = resume
+    return cfg
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        cfg.resolve()
+        run(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from encoders.store import load_encoder
+from pipelines import pretrain
+
+
+def run_pretrain(data, out, *extra):
+    args = ["--data", str(data), "--out", str(out), "--backbone", "smallcnn", "--image-size", "16",
+            "--batch-size", "32", "--workers", "0", "--no-progress", "--log-every", "1", *extra]
+    assert pretrain.main(args) == 0
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def losses(records):
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_tiny_pretraining_lowers_the_loss(shape_folder, tmp_path, method):
+    recs = run_pretrain(shape_folder, tmp_path / "run", "--method", method, "--epochs", "8", "--lr", "0.5",
+                        "--queue-size", "64", "--seed", "1")
+    curve = [v for _, v in sorted(losses(recs).items())]
+    assert len(curve) == 8 * (256 // 32)
+    first, last = sum(curve[:6]) / 6, sum(curve[-6:]) / 6
+    assert last < first - 0.1, (first, last)
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco"])
+def test_resume_reproduces_uninterrupted_losses(shape_folder, tmp_path, method):
+    common = ["--method", method, "--epochs", "2", "--queue-size", "64", "--seed", "3"]
+    full = losses(run_pretrain(shape_folder, tmp_path / "full", *common))
+    # "killed" after step 5 (mid-epoch): only the checkpoint of step 5 survives
+    run_pretrain(shape_folder, tmp_path / "part", *common, "--max-steps", "5")
+    resumed = losses(run_pretrain(shape_folder, tmp_path / "part", *common, "--resume"))
+    assert sorted(resumed) == sorted(full) == list(range(1, 17))
+    for step in range(6, 17):
+        assert resumed[step] == pytest.approx(full[step], rel=1e-5, abs=1e-6), step
+
+
+def test_run_dir_holds_backbone_only_and_rebuilds(shape_folder, tmp_path):
+    out = tmp_path / "run"
+    run_pretrain(shape_folder, out, "--method", "moco", "--max-steps", "2", "--epochs", "1", "--queue-size", "64")
+    for name in ("encoder.safetensors", "config.json", "metrics.jsonl", "loss.png", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    keys = load_file(out / "encoder.safetensors").keys()
+    assert keys and not any(k.startswith(("head", "key_", "queue")) for k in keys)
+    backbone, cfg = load_encoder(out)
+    assert cfg.backbone == "smallcnn" and cfg.image_size == 16 and cfg.method == "moco"
+    assert not backbone.training
+    with torch.no_grad():
+        assert backbone(torch.randn(2, 3, 16, 16)).shape == (2, cfg.feat_dim)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert {"model", "optimizer", "step", "config", "total_steps"} <= set(ckpt)
+    assert "queue" in ckpt["model"] and any(k.startswith("key_backbone") for k in ckpt["model"])
+
+
+def test_minutes_budget_stops_cleanly(shape_folder, tmp_path):
+    out = tmp_path / "run"
+    recs = run_pretrain(shape_folder, out, "--minutes", "0.15")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["seconds"] < 0.15 * 60 + 20
+    assert summary["step"] >= 1 and (out / "encoder.safetensors").is_file()
+    assert losses(recs)
+
+
+def test_bad_arguments_are_one_line_errors(shape_folder, tmp_path, capsys):
+    args = ["--data", str(shape_folder), "--out", str(tmp_path / "r"), "--backbone", "smallcnn", "--workers", "0"]
+    assert pretrain.main(args + ["--batch-size", "1000"]) == 2
+    assert "larger than the 256 readable images" in capsys.readouterr().err
+    assert pretrain.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "not a directory" in capsys.readouterr().err
