@@ -36,31 +36,28 @@ def knn_accuracy(train_feats: np.ndarray, train_labels: np.ndarray, test_feats: 
 
 
 def linear_probe_accuracy(train_feats: np.ndarray, train_labels: np.ndarray, test_feats: np.ndarray,
-                          test_labels: np.ndarray, epochs: int = 100, batch_size: int = 1024,
-                          lr: float = 1e-2, weight_decay: float = 1e-5, seed: int = 0) -> float:
-    """Linear classifier on frozen features (standardised with train statistics),
-    AdamW with a cosine schedule, no augmentation. Returns test top-1 in percent."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.from_numpy(train_feats)
+                          test_labels: np.ndarray, max_iter: int = 100, l2: float = 1e-4) -> float:
+    """Multinomial logistic regression on frozen features (standardised with train
+    statistics), fitted full-batch with L-BFGS and an L2 penalty, no augmentation (the
+    linear probe of CLIP / DINO-style evaluations). Returns test top-1 in percent."""
+    x = torch.from_numpy(train_feats).float()
     y = torch.from_numpy(train_labels)
     mean, std = x.mean(0, keepdim=True), x.std(0, keepdim=True).clamp_min(1e-6)
     x = (x - mean) / std
-    xt = (torch.from_numpy(test_feats) - mean) / std
+    xt = (torch.from_numpy(test_feats).float() - mean) / std
     c = int(max(train_labels.max(), test_labels.max())) + 1
-    torch.manual_seed(seed)
-    clf = torch.nn.Linear(x.shape[1], c)
-    opt = torch.optim.AdamW(clf.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = max(1, x.shape[0] // batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
-    for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=g)
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            loss = F.cross_entropy(clf(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+    w = torch.zeros(x.shape[1], c, requires_grad=True)  # (D, C)
+    b = torch.zeros(c, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-7, tolerance_change=1e-9)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + l2 * (w * w).sum()  # (M, C) logits
+        loss.backward()
+        return loss
+
+    opt.step(closure)
     with torch.no_grad():
-        pred = clf(xt).argmax(1).numpy()
+        pred = (xt @ w + b).argmax(1).numpy()
     return float((pred == test_labels).mean() * 100)

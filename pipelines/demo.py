@@ -100,8 +100,7 @@ def main(argv=None) -> int:
     if not args.no_eval:
         log.info("evaluating on Fashion-MNIST (the encoder saw the test images, unlabeled, as part of the "
                  "sample collection)")
-        rc = evaluate.main(["--encoder", str(run), "--dataset", "fashion-mnist", "--baselines",
-                            "--probe-epochs", "30"])
+        rc = evaluate.main(["--encoder", str(run), "--dataset", "fashion-mnist", "--baselines"])
         if rc:
             return rc
     print(f"\nencoder: {run / 'encoder.safetensors'}  loss curve: {run / 'loss.png'}")

@@ -12,7 +12,7 @@ def test_evaluate_labelled_folders_end_to_end(shape_folder, tmp_path, capsys):
     train = make_shape_folder(tmp_path / "train", per_class=20, labelled=True, seed=5, size=24)
     test = make_shape_folder(tmp_path / "test", per_class=10, labelled=True, seed=6, size=24)
     assert evaluate.main(["--encoder", str(run), "--train", str(train), "--test", str(test),
-                          "--k", "10", "--probe-epochs", "5", "--baselines"]) == 0
+                          "--k", "10", "--probe-iters", "50", "--baselines"]) == 0
     res = json.loads((run / "eval_test.json").read_text())
     assert res["train_size"] == 80 and res["test_size"] == 40
     for key in ("pretrained", "random_init", "raw_pixels"):

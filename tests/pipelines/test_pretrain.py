@@ -25,8 +25,9 @@ def test_tiny_pretraining_lowers_the_loss(shape_folder, tmp_path, method):
                         "--queue-size", "64", "--seed", "1")
     curve = [v for _, v in sorted(losses(recs).items())]
     assert len(curve) == 8 * (256 // 32)
-    first, last = sum(curve[:6]) / 6, sum(curve[-6:]) / 6
-    assert last < first - 0.1, (first, last)
+    # Skip 2 steps: MoCo's queue (64 keys, batch 32) starts as random vectors, easy negatives.
+    first, last = sum(curve[2:8]) / 6, sum(curve[-6:]) / 6
+    assert last < first - 0.2, (first, last)
 
 
 @pytest.mark.parametrize("method", ["simclr", "moco"])
