@@ -87,7 +87,7 @@ def default_search_params(key: str, n: int) -> dict:
         nlist = int(m.group(1))
         return {"nprobe": int(min(nlist, max(16, nlist // 16)))}
     if "HNSW" in key:
-        return {"efSearch": 128}
+        return {"efSearch": 256}
     return {}
 
 
@@ -128,7 +128,7 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
     except RuntimeError as e:
         raise ValueError(f"--index-key {key}: not a FAISS index factory string ({str(e).splitlines()[0][:120]})") from None
     if "HNSW" in key:
-        faiss.downcast_index(inner).hnsw.efConstruction = 80
+        faiss.downcast_index(inner).hnsw.efConstruction = 200
     if not inner.is_trained:
         m = re.match(r"IVF(\d+)", key)
         if m and int(m.group(1)) > len(xb):
