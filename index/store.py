@@ -249,8 +249,6 @@ def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.n
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        if faiss.get_num_gpus() > 0 and not isinstance(index, faiss.IndexIDMap):
-            index = faiss.index_gpu_to_cpu(index)
         faiss.write_index(index, str(tmp / INDEX_FILE))
         for name, arr in ((EMBEDDINGS, embeddings), (IDS, ids)):
             with open(tmp / name, "wb") as f:

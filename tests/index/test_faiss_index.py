@@ -72,7 +72,7 @@ def test_update_in_place_equals_fresh_build():
 
 def test_choose_index_key_follows_size_and_budget():
     assert choose_index_key(10_000, 256) == "Flat"
-    assert choose_index_key(1_000_000, 256, memory_budget=4e9) == "IVF4096,Flat"
+    assert choose_index_key(1_000_000, 256, memory_budget=4e9) == "IVF1024,Flat"
     key = choose_index_key(100_000_000, 512, memory_budget=16e9)
     assert key.startswith("IVF") and ",PQ" in key
     with pytest.raises(ValueError):
