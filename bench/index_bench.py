@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import sys
 import time
@@ -90,12 +91,12 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in sorted({r["index_key"].split(",")[-1] if r["index_key"] != "Flat" else "Flat" for r in rows}):
-        sel = sorted((r for r in rows if (r["index_key"] == "Flat") == (key == "Flat")
-                      and r["index_key"].endswith(key)), key=lambda r: r["n"])
-        a.plot([r["n"] for r in sel], [r["latency_ms_p50"] for r in sel], "o-", label=f"{key} p50")
-        a.plot([r["n"] for r in sel], [r["latency_ms_p95"] for r in sel], "x--", label=f"{key} p95")
-        b.plot([r["n"] for r in sel], [r["recall_at_10"] for r in sel], "o-", label=key)
+    family = lambda key: re.sub(r"\d+", "", key)  # IVF1024,Flat -> IVF,Flat
+    for fam in sorted({family(r["index_key"]) for r in rows}):
+        sel = sorted((r for r in rows if family(r["index_key"]) == fam), key=lambda r: r["n"])
+        a.plot([r["n"] for r in sel], [r["latency_ms_p50"] for r in sel], "o-", label=f"{fam} p50")
+        a.plot([r["n"] for r in sel], [r["latency_ms_p95"] for r in sel], "x--", label=f"{fam} p95")
+        b.plot([r["n"] for r in sel], [r["recall_at_10"] for r in sel], "o-", label=fam)
     for ax, ylabel in ((a, "latency per query (ms)"), (b, "recall@10 vs exact")):
         ax.set_xscale("log"), ax.set_xlabel("vectors"), ax.set_ylabel(ylabel), ax.legend(fontsize=8)
     fig.tight_layout()
@@ -114,7 +115,11 @@ def main(argv=None) -> int:
     p.add_argument("--memory-budget-gb", type=float, default=4.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "index_bench.json")
+    p.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     args = p.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(args.out.read_text())["runs"], args.out.with_suffix(".png"))
+        return 0
 
     rng = np.random.default_rng(args.seed)
     centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
