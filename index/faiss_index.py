@@ -4,7 +4,7 @@ Pure functions over contiguous float32 `(n, d)` arrays (legend: N queries, M dat
 size, D embedding dim):
 
     choose_index_key(M, D, memory_budget)        -> "Flat" | "IVF4096,Flat" | "IVF...,PQ..."
-    build_index(xb (M, D), ids (M,), key, ...)   -> faiss.Index (IndexIDMap2 around `key`)
+    build_index(xb (M, D), ids (M,), key, ...)   -> faiss.Index holding the ids (see build_index)
     search(index, xq (N, D), k, params=None)     -> (D (N, k'), I (N, k')), k' = min(k, ntotal)
     neighbours(D, I)                             -> per query (scores, ids) with -1 dropped
     exact_search(xb, xq, k)                      -> the brute-force numpy reference
@@ -96,11 +96,11 @@ def default_search_params(key: str, n: int) -> dict:
 
 
 def _apply_params(index: faiss.Index, params: dict) -> None:
-    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
     if "nprobe" in params:
-        faiss.extract_index_ivf(inner).nprobe = int(params["nprobe"])
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
     if "efSearch" in params:
-        faiss.downcast_index(inner).hnsw.efSearch = int(params["efSearch"])
+        faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index).hnsw.efSearch = \
+            int(params["efSearch"])
 
 
 def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
@@ -115,7 +115,11 @@ def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
 
 def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict | None = None,
                 train_size: int | None = None, seed: int = 0) -> faiss.Index:
-    """float32 (M, D) L2-normalised + int64 ids (M,) -> IndexIDMap2(`key`), inner product.
+    """float32 (M, D) L2-normalised + int64 ids (M,) -> an inner-product index keyed by `ids`.
+
+    IVF indexes store the ids in their inverted lists; others (Flat, HNSW) are wrapped in
+    IndexIDMap2. (IndexIDMap around IVF would break on `remove_ids`: IVF does not renumber
+    its internal ids, IDMap compacts its table, and the two fall out of step.)
 
     Trainable indexes (IVF, PQ) are trained on at most `train_size` vectors (default
     100 per inverted list, at least 10k, at most 200k) sampled with `seed`. Search knobs (`params`, default `default_search_params`) are set here, once.
@@ -145,7 +149,7 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
         trainee.train(sample)
         if trainee is not inner:
             inner = faiss.index_gpu_to_cpu(trainee)
-    index = faiss.IndexIDMap2(inner)
+    index = inner if isinstance(faiss.downcast_index(inner), faiss.IndexIVF) else faiss.IndexIDMap2(inner)
     index.add_with_ids(xb, ids)
     _apply_params(index, default_search_params(key, len(xb)) if params is None else params)
     return index

@@ -1,7 +1,7 @@
 """An index folder on disk, written atomically, and the small API the app uses to read it.
 
 INDEX_DIR holds
-    index.faiss      the FAISS index (IndexIDMap2, inner product, stable int64 ids)
+    index.faiss      the FAISS index (inner product, stable int64 ids: IVF natively, else IndexIDMap2)
     embeddings.npy   float32 (M, D), L2-normalised, one row per manifest item, same order
     ids.npy          int64 (M,), the FAISS id of each row
     manifest.json    `Manifest`: index key, metric, dim, count, encoder path + hash, and per
@@ -11,6 +11,7 @@ App-facing API:
     load_index(index_dir) -> LoadedIndex(index, embeddings, ids, manifest)
     search_vectors(loaded, queries (N, D), k) -> per query list[Hit(path, score, id, row)]
     LoadedIndex.row_of(path) -> row of an indexed image (for "more like this")
+    LoadedIndex.absolute(hit.path) -> the image file on disk
 
 `write_index_dir` builds the new folder in a temp sibling, fsyncs it, then swaps it in
 with one atomic rename (RENAME_EXCHANGE on Linux), so a build that dies at any point
@@ -152,6 +153,10 @@ class LoadedIndex:
         if path not in self._row_of_path:
             raise IndexLoadError(f"{path} is not in the index {self.directory}")
         return self._row_of_path[path]
+
+    def absolute(self, path: str) -> Path:
+        """Where an indexed image (path relative to the data root) is on disk."""
+        return Path(self.manifest.data_root) / path
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
         rows = [self._row_of_id[int(i)] for i in ids]

@@ -98,9 +98,11 @@ def results_by_path(index_dir, queries):
     return [[(h.path, round(h.score, 5)) for h in hits] for hits in search_vectors(loaded, q, 8)]
 
 
-def test_update_equals_fresh_build(folder, tiny_encoder, tmp_path, caplog):
+@pytest.mark.parametrize("key, how", [("Flat", "updated Flat in place"), ("IVF4,Flat", "updated IVF4,Flat in place"),
+                                      ("HNSW32", "built HNSW32")])  # HNSW cannot remove: rebuilt from embeddings
+def test_update_equals_fresh_build(folder, tiny_encoder, tmp_path, caplog, key, how):
     out, fresh = tmp_path / "index", tmp_path / "fresh"
-    assert build(folder, tiny_encoder, out) == 0
+    assert build(folder, tiny_encoder, out, "--index-key", key) == 0
     before = load_index(out)
     old_ids = {it.path: it.id for it in before.manifest.items}
     make_shape_folder(folder / "new", per_class=2, seed=5)  # 8 added
@@ -109,10 +111,11 @@ def test_update_equals_fresh_build(folder, tiny_encoder, tmp_path, caplog):
     Image.open(folder / "cross_3_003.jpg").rotate(90).save(folder / "rectangle_3_002.png")  # 1 changed
     os.utime(folder / "ellipse_3_005.jpg")  # touched, same bytes: not re-embedded
     caplog.set_level("INFO")
-    assert build(folder, tiny_encoder, out, "--update") == 0
+    caplog.clear()
+    assert build(folder, tiny_encoder, out, "--update", "--index-key", key) == 0
     log = caplog.text
-    assert "embedded 9, added 8, changed 1, removed 2, unchanged 47" in log
-    assert build(folder, tiny_encoder, fresh) == 0
+    assert "embedded 9, added 8, changed 1, removed 2, unchanged 47" in log and how in log
+    assert build(folder, tiny_encoder, fresh, "--index-key", key) == 0
 
     up, fr = load_index(out), load_index(fresh)
     strip = [(it.path, it.size, it.mtime_ns, it.sha256) for it in up.manifest.items]
