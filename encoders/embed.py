@@ -30,3 +30,25 @@ def embed_tensor(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig, 
     out = [embed_batch(backbone, images[i:i + batch_size], cfg, precision).cpu()
            for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+def embed_images(backbone: nn.Module, cfg: EncoderConfig, images, batch_size: int = 64,
+                 precision: str = "fp32") -> np.ndarray:
+    """Query images -> float32 (N, D) numpy, L2-normalised, exactly as indexed images are.
+
+    `images`: paths, binary file objects (e.g. an upload) or PIL images. Paths and files go
+    through `open_rgb` (EXIF orientation, RGB, JPEG draft) like the indexing DataLoader;
+    PIL images get EXIF orientation and RGB conversion. Raises UnreadableImage.
+    """
+    from PIL import Image, ImageOps
+
+    from encoders.imagefolder import open_rgb, resize_center_crop, to_rgb
+
+    tf = resize_center_crop(cfg.image_size)
+    tensors = []
+    for im in images:
+        rgb = to_rgb(ImageOps.exif_transpose(im)) if isinstance(im, Image.Image) else open_rgb(im, cfg.image_size)
+        tensors.append(tf(rgb).as_subclass(torch.Tensor))
+    if not tensors:
+        return np.empty((0, cfg.feat_dim), np.float32)
+    return embed_tensor(backbone, torch.stack(tensors), cfg, batch_size, precision)

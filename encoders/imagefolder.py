@@ -90,7 +90,8 @@ def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> lis
     return found
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB (16-bit grey scaled to 8 bits, transparency over white)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit greyscale: scale to 8 bits
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 1.0
@@ -123,7 +124,7 @@ def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
                 img.seek(0)
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return to_rgb(img)
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -1,0 +1,157 @@
+"""FAISS index cost on this machine: build time, memory, query latency and recall@10.
+
+Synthetic clustered unit vectors (the backbone's dimension), for each size the index key
+`choose_index_key` picks (plus any --extra-keys). Recall@10 is against exact search;
+latency is one query at a time (what the app does) on one FAISS thread, p50/p95 over
+--latency-queries.
+
+    python bench/index_bench.py --sizes 10000 --extra-keys HNSW32 [--dim 256]
+    python bench/index_bench.py --sizes 100000 --extra-keys Flat
+    python bench/index_bench.py --sizes 1000000 --extra-keys IVF1024,PQ32
+Results are merged into bench/results/index_bench.json (keyed by size and index key);
+bench/results/index_bench.png plots them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from index.faiss_index import build_index, choose_index_key, default_search_params, recall_at_k, search  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def clustered_vectors(n: int, d: int, centres: np.ndarray, spread: float, rng: np.random.Generator,
+                      chunk: int = 100_000) -> np.ndarray:
+    """n unit vectors, each a random centre plus Gaussian noise, built in chunks: float32 (n, d)."""
+    out = np.empty((n, d), np.float32)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        x = centres[rng.integers(0, len(centres), m)]  # (m, d)
+        x += (spread / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        out[s:s + m] = x
+    faiss.normalize_L2(out)
+    return out
+
+
+def rss_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process, from /proc (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak_rss() -> None:
+    """Set VmHWM back to the current RSS (Linux >= 4.0), so each build's peak is its own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def bench_one(xb: np.ndarray, xq: np.ndarray, I_true: np.ndarray, key: str, latency_queries: int) -> dict:
+    reset_peak_rss()
+    rss0 = rss_mb("VmRSS")
+    t0 = time.perf_counter()
+    index = build_index(xb, np.arange(len(xb), dtype=np.int64), key)
+    build_s = time.perf_counter() - t0
+    build_rss = rss_mb("VmHWM")
+    _, I = search(index, xq, 10)
+    lat, threads = [], faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see docs/index.md)
+    for q in xq[:latency_queries]:
+        t = time.perf_counter()
+        search(index, q[None], 10)
+        lat.append((time.perf_counter() - t) * 1e3)
+    faiss.omp_set_num_threads(threads)
+    size = len(faiss.serialize_index(index))
+    return {"n": len(xb), "dim": xb.shape[1], "index_key": key, "params": default_search_params(key, len(xb)),
+            "build_s": round(build_s, 2), "index_mb": round(size / 2**20, 1),
+            "build_peak_rss_growth_mb": round(build_rss - rss0, 1), "build_peak_rss_mb": round(build_rss, 1),
+            "recall_at_10": round(recall_at_k(I, I_true), 4),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 3),
+            "latency_ms_p95": round(float(np.percentile(lat, 95)), 3)}
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    family = lambda key: re.sub(r"\d+", "", key)  # IVF1024,Flat -> IVF,Flat
+    for fam in sorted({family(r["index_key"]) for r in rows}):
+        sel = sorted((r for r in rows if family(r["index_key"]) == fam), key=lambda r: r["n"])
+        a.plot([r["n"] for r in sel], [r["latency_ms_p50"] for r in sel], "o-", label=f"{fam} p50")
+        a.plot([r["n"] for r in sel], [r["latency_ms_p95"] for r in sel], "x--", label=f"{fam} p95")
+        b.plot([r["n"] for r in sel], [r["recall_at_10"] for r in sel], "o-", label=fam)
+    for ax, ylabel in ((a, "latency per query (ms)"), (b, "recall@10 vs exact")):
+        ax.set_xscale("log"), ax.set_xlabel("vectors"), ax.set_ylabel(ylabel), ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--dim", type=int, default=256, help="256: smallcnn, 512: resnet18")
+    p.add_argument("--centres", type=int, default=1000)
+    p.add_argument("--spread", type=float, default=1.0, help="noise norm relative to the centre's")
+    p.add_argument("--queries", type=int, default=1000)
+    p.add_argument("--latency-queries", type=int, default=300)
+    p.add_argument("--extra-keys", nargs="*", default=[])
+    p.add_argument("--memory-budget-gb", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=RESULTS / "index_bench.json")
+    p.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
+    args = p.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(args.out.read_text())["runs"], args.out.with_suffix(".png"))
+        return 0
+
+    rng = np.random.default_rng(args.seed)
+    centres = rng.standard_normal((args.centres, args.dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    xq = clustered_vectors(args.queries, args.dim, centres, args.spread, rng)
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
+    rows = previous["runs"]
+    for n in args.sizes:
+        xb = clustered_vectors(n, args.dim, centres, args.spread, rng)
+        t = time.perf_counter()
+        _, I_true = faiss.knn(xq, xb, 10, metric=faiss.METRIC_INNER_PRODUCT)  # exact reference
+        exact_s = time.perf_counter() - t
+        for key in [choose_index_key(n, args.dim, args.memory_budget_gb * 1e9), *args.extra_keys]:
+            r = bench_one(xb, xq, I_true, key, args.latency_queries)
+            r["chosen_automatically"] = key not in args.extra_keys
+            r["exact_batch_search_s"] = round(exact_s, 2)
+            print(json.dumps(r), flush=True)
+            rows = [o for o in rows if (o["n"], o["dim"], o["index_key"]) != (n, args.dim, key)]
+            rows.append(r)
+        del xb
+    rows.sort(key=lambda r: (r["dim"], r["n"], r["index_key"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "faiss": faiss.__version__, "date": time.strftime("%Y-%m-%d"),
+            "data": f"{args.centres} Gaussian clusters on the unit sphere, noise/centre norm {args.spread}",
+            "queries": f"{args.queries} for recall, {args.latency_queries} single-query timings on 1 thread",
+            "command": " ".join(["python bench/index_bench.py", *(argv if argv is not None else sys.argv[1:])])}
+    args.out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=1) + "\n")
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Spherical K-means over L2-normalised float32 (M, D) embeddings, with faiss.Kmeans.
+
+    kmeans(x, k, seed, nredo)           -> Clustering(centroids (K, D), labels (M,), scores (M,))
+    choose_k(x, candidates, sample, seed) -> (K, {K: silhouette}) by cosine silhouette on a sample
+    central_rows(clustering, top)       -> per cluster, the rows closest to its centroid
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from index.faiss_index import as_vectors
+
+
+@dataclass
+class Clustering:
+    centroids: np.ndarray  # float32 (K, D), unit norm
+    labels: np.ndarray  # int64 (M,)
+    scores: np.ndarray  # float32 (M,), cosine similarity to the own centroid
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.centroids))
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0, nredo: int = 5, niter: int = 25) -> Clustering:
+    """Spherical K-means (best of `nredo` seeded restarts); each row to its nearest centroid."""
+    x = as_vectors(x)
+    if not 1 <= k <= len(x):
+        raise ValueError(f"-k {k}: need 1 <= k <= number of images ({len(x)})")
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, spherical=True,
+                      verbose=False, min_points_per_centroid=1, max_points_per_centroid=100_000)
+    km.train(x)
+    centroids = as_vectors(km.centroids)  # (K, D)
+    sims = x @ centroids.T  # (M, K)
+    labels = sims.argmax(1).astype(np.int64)
+    return Clustering(centroids, labels, sims[np.arange(len(x)), labels].astype(np.float32))
+
+
+def silhouette_cosine(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette with cosine distance 1 - x.y (rows unit norm); reference: sklearn."""
+    from sklearn.metrics import silhouette_score
+
+    if len(np.unique(labels)) < 2:
+        return -1.0
+    return float(silhouette_score(x, labels, metric="cosine"))
+
+
+def choose_k(x: np.ndarray, candidates: list[int] | None = None, sample: int = 5000, seed: int = 0,
+             nredo: int = 3) -> tuple[int, dict[int, float]]:
+    """K with the highest cosine silhouette on a sample of at most `sample` rows.
+
+    Candidates default to 2..min(20, sqrt(M)). Returns (K, {K: silhouette}).
+    """
+    x = as_vectors(x)
+    if len(x) < 3:
+        raise ValueError(f"need at least 3 images to choose K, have {len(x)}; pass -k")
+    rng = np.random.default_rng(seed)
+    xs = x if len(x) <= sample else x[np.sort(rng.choice(len(x), sample, replace=False))]
+    if candidates is None:
+        candidates = list(range(2, max(3, min(20, int(np.sqrt(len(xs)))) + 1)))
+    candidates = [k for k in candidates if 2 <= k < len(xs)]
+    scores = {k: silhouette_cosine(xs, kmeans(xs, k, seed=seed, nredo=nredo).labels) for k in candidates}
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, scores
+
+
+def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:
+    """For each cluster, up to `top` member rows, most central (highest cosine) first."""
+    out = []
+    for j in range(len(c.centroids)):
+        members = np.flatnonzero(c.labels == j)
+        out.append(members[np.argsort(-c.scores[members], kind="stable")[:top]])
+    return out

@@ -1,0 +1,65 @@
+"""Exact and near duplicates among indexed images.
+
+    exact_groups(hashes)              -> groups of rows with the same content hash
+    near_pairs(x (M, D), threshold)   -> (rows_a, rows_b, scores): all pairs a < b with cosine >= threshold
+    group_pairs(M, rows_a, rows_b)    -> connected components (size >= 2) of those pairs
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import faiss
+import numpy as np
+
+from index.faiss_index import as_vectors
+
+
+def exact_groups(hashes: list[str]) -> list[list[int]]:
+    """Rows sharing a content hash, groups of >= 2, each sorted, ordered by first row."""
+    by_hash: dict[str, list[int]] = defaultdict(list)
+    for row, h in enumerate(hashes):
+        by_hash[h].append(row)
+    return sorted((rows for rows in by_hash.values() if len(rows) > 1), key=lambda g: g[0])
+
+
+def near_pairs(x: np.ndarray, threshold: float, batch: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs (a < b) with cosine(x_a, x_b) >= threshold, by exact FAISS range search.
+
+    Returns int64 rows_a (P,), rows_b (P,), float32 scores (P,), sorted by (a, b).
+    """
+    if not -1.0 <= threshold <= 1.0:
+        raise ValueError(f"--threshold {threshold}: a cosine similarity is between -1 and 1")
+    x = as_vectors(x)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    # range_search keeps scores > radius; nudge down so `>= threshold` is kept
+    radius = float(np.nextafter(np.float32(threshold), np.float32(-2)))
+    rows_a, rows_b, scores = [], [], []
+    for start in range(0, len(x), batch):
+        lims, D, I = index.range_search(x[start:start + batch], radius)
+        q = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims.astype(np.int64)))  # (P',) query row per result
+        keep = I > q
+        rows_a.append(q[keep]), rows_b.append(I[keep]), scores.append(D[keep])
+    a, b, s = (np.concatenate(v) for v in (rows_a, rows_b, scores))
+    order = np.lexsort((b, a))
+    return a[order].astype(np.int64), b[order].astype(np.int64), s[order].astype(np.float32)
+
+
+def group_pairs(m: int, rows_a: np.ndarray, rows_b: np.ndarray) -> list[list[int]]:
+    """Connected components of size >= 2 of the graph on m rows with the given edges."""
+    parent = list(range(m))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in zip(rows_a.tolist(), rows_b.tolist()):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(m):
+        groups[find(i)].append(i)
+    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])

@@ -1,0 +1,206 @@
+"""FAISS inner-product indexes over L2-normalised float32 vectors, with stable int64 ids.
+
+Pure functions over contiguous float32 `(n, d)` arrays (legend: N queries, M database
+size, D embedding dim):
+
+    choose_index_key(M, D, memory_budget)        -> "Flat" | "IVF4096,Flat" | "IVF...,PQ..."
+    build_index(xb (M, D), ids (M,), key, ...)   -> faiss.Index holding the ids (see build_index)
+    search(index, xq (N, D), k, params=None)     -> (D (N, k'), I (N, k')), k' = min(k, ntotal)
+    neighbours(D, I)                             -> per query (scores, ids) with -1 dropped
+    exact_search(xb, xq, k)                      -> the brute-force numpy reference
+
+Search-time knobs (HNSW efSearch, IVF nprobe) are fixed when the index is built and
+saved with it; a caller that wants others passes `faiss.SearchParameters` per call, so a
+shared index is never mutated per request. The GPU is used for building and searching
+Flat / IVF indexes when `faiss.get_num_gpus() > 0` (faiss-gpu); saved indexes are CPU ones.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+
+import faiss
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FLAT_MAX = 50_000  # below this an exact scan (<= ~13 M multiply-adds per query at D=256) is fast
+METRIC = "inner_product"
+
+
+def as_vectors(x, d: int | None = None, normalise: bool = True) -> np.ndarray:
+    """Anything array-like -> contiguous float32 (n, d), optionally L2-normalised (copy)."""
+    x = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D (n, d) array of vectors, got shape {x.shape}")
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"vectors have dimension {x.shape[1]}, the index expects {d}")
+    if normalise:
+        x = x.copy()
+        faiss.normalize_L2(x)
+    return x
+
+
+def _ivf_nlist(n: int) -> int:
+    """~sqrt(n) lists rounded to a power of two, with >= 39 training points per list.
+
+    (autofaiss goes up to 4-16 sqrt(n); sqrt(n) keeps k-means training to seconds on a
+    laptop CPU, and nprobe = nlist / 16 still scans only ~6% of the vectors.)
+    """
+    nlist = 2 ** round(math.log2(max(math.sqrt(n), 1.0)))
+    return int(max(1, min(nlist, n // 39, 65536)))
+
+
+def _pq_m(d: int, bytes_per_vector: float) -> int:
+    """Largest PQ code size (bytes, dividing d, 8-bit codes) that fits the budget."""
+    for m in (64, 48, 32, 24, 16, 12, 8, 4, 2, 1):
+        if m <= bytes_per_vector and d % m == 0:
+            return m
+    raise ValueError(f"memory budget leaves {bytes_per_vector:.2f} bytes per vector; raise --memory-budget")
+
+
+def choose_index_key(n: int, d: int, memory_budget: float = 4e9) -> str:
+    """Index factory key for `n` vectors of dimension `d` within `memory_budget` bytes.
+
+    Exact `Flat` up to FLAT_MAX vectors; above, `IVF{nlist},Flat` while the raw vectors
+    fit in half the budget (inverted lists support in-place updates, unlike HNSW);
+    beyond that `IVF{nlist},PQ{m}` with the largest code that fits (autofaiss' rule of
+    thumb: nlist ~ sqrt(n)). Pass `--index-key HNSW32` etc. to override.
+    """
+    if n < 1 or d < 1:
+        raise ValueError(f"cannot index {n} vectors of dimension {d}")
+    if n <= FLAT_MAX:
+        return "Flat"
+    nlist = _ivf_nlist(n)
+    if n * d * 4 <= memory_budget / 2:
+        return f"IVF{nlist},Flat"
+    per_vector = (memory_budget / 2) / n - 8  # 8 bytes for the id
+    return f"IVF{nlist},PQ{_pq_m(d, per_vector)}"
+
+
+def supports_remove(key: str) -> bool:
+    """Whether an index of this key can `remove_ids` (HNSW cannot: rebuild from embeddings)."""
+    return "HNSW" not in key
+
+
+def default_search_params(key: str, n: int) -> dict:
+    """Search knobs fixed at build time: {"nprobe": ...} for IVF, {"efSearch": ...} for HNSW."""
+    m = re.match(r"IVF(\d+)", key)
+    if m:
+        nlist = int(m.group(1))
+        return {"nprobe": int(min(nlist, max(16, nlist // 16)))}
+    if "HNSW" in key:
+        return {"efSearch": 256}
+    return {}
+
+
+def _apply_params(index: faiss.Index, params: dict) -> None:
+    if "nprobe" in params:
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
+    if "efSearch" in params:
+        faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index).hnsw.efSearch = \
+            int(params["efSearch"])
+
+
+def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
+    """The index moved to all GPUs when faiss-gpu sees one and the type supports it."""
+    if faiss.get_num_gpus() > 0 and not isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
+        try:
+            return faiss.index_cpu_to_all_gpus(index)
+        except RuntimeError as e:  # an index type without a GPU version
+            log.info("staying on CPU (%s)", str(e).splitlines()[0])
+    return index
+
+
+def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict | None = None,
+                train_size: int | None = None, seed: int = 0) -> faiss.Index:
+    """float32 (M, D) L2-normalised + int64 ids (M,) -> an inner-product index keyed by `ids`.
+
+    IVF indexes store the ids in their inverted lists; others (Flat, HNSW) are wrapped in
+    IndexIDMap2. (IndexIDMap around IVF would break on `remove_ids`: IVF does not renumber
+    its internal ids, IDMap compacts its table, and the two fall out of step.)
+
+    Trainable indexes (IVF, PQ) are trained on at most `train_size` vectors (default
+    100 per inverted list, at least 10k, at most 200k) sampled with `seed`. Search knobs (`params`, default `default_search_params`) are set here, once.
+    """
+    xb = as_vectors(xb, normalise=False)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    if ids.shape != (len(xb),):
+        raise ValueError(f"{len(ids)} ids for {len(xb)} vectors")
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError("ids must be unique")
+    d = xb.shape[1]
+    try:
+        inner = faiss.index_factory(d, key, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as e:
+        raise ValueError(f"--index-key {key}: not a FAISS index factory string ({str(e).splitlines()[0][:120]})") from None
+    if "HNSW" in key:
+        faiss.downcast_index(inner).hnsw.efConstruction = 200
+    if not inner.is_trained:
+        m = re.match(r"IVF(\d+)", key)
+        if m and int(m.group(1)) > len(xb):
+            raise ValueError(f"--index-key {key}: {m.group(1)} lists need at least as many vectors, have {len(xb)}")
+        if train_size is None:
+            train_size = min(200_000, max(10_000, 100 * (int(m.group(1)) if m else 0)))
+        rng = np.random.default_rng(seed)
+        sample = xb if len(xb) <= train_size else xb[np.sort(rng.choice(len(xb), train_size, replace=False))]
+        trainee = _gpu_or_cpu(inner)
+        trainee.train(sample)
+        if trainee is not inner:
+            inner = faiss.index_gpu_to_cpu(trainee)
+    index = inner if isinstance(faiss.downcast_index(inner), faiss.IndexIVF) else faiss.IndexIDMap2(inner)
+    index.add_with_ids(xb, ids)
+    _apply_params(index, default_search_params(key, len(xb)) if params is None else params)
+    return index
+
+
+def update_index(index: faiss.Index, remove: np.ndarray, xb_add: np.ndarray, ids_add: np.ndarray) -> faiss.Index:
+    """Remove ids `remove`, then add float32 (M', D) `xb_add` under `ids_add`, in place."""
+    remove = np.ascontiguousarray(remove, dtype=np.int64)
+    if len(remove):
+        removed = index.remove_ids(remove)
+        if removed != len(remove):
+            raise ValueError(f"index held {removed} of the {len(remove)} ids to remove; rebuild without --update")
+    if len(xb_add):
+        index.add_with_ids(as_vectors(xb_add, index.d, normalise=False), np.ascontiguousarray(ids_add, dtype=np.int64))
+    return index
+
+
+def search(index: faiss.Index, xq: np.ndarray, k: int, params: faiss.SearchParameters | None = None
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (N, D) queries -> (scores (N, k'), ids (N, k')), k' = min(k, ntotal).
+
+    Queries are L2-normalised here, so scores are cosine similarities. Approximate
+    indexes may still return id -1 in a row; `neighbours` drops those.
+    """
+    if k < 1:
+        raise ValueError(f"-k must be >= 1, got {k}")
+    xq = as_vectors(xq, index.d)
+    k = min(k, index.ntotal)
+    if k == 0:
+        return np.empty((len(xq), 0), np.float32), np.empty((len(xq), 0), np.int64)
+    return index.search(xq, k, params=params)
+
+
+def neighbours(D: np.ndarray, I: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(N, k) scores and ids -> N (scores, ids) pairs with the -1 (missing) ids dropped."""
+    return [(d[i >= 0], i[i >= 0]) for d, i in zip(D, I)]
+
+
+def exact_search(xb: np.ndarray, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force numpy reference: (scores (N, k), row numbers (N, k)), best first."""
+    xb, xq = as_vectors(xb), as_vectors(xq, xb.shape[1])
+    sims = xq @ xb.T  # (N, M)
+    k = min(k, xb.shape[0])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (N, k), unordered
+    order = np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable")
+    I = np.take_along_axis(top, order, 1)
+    return np.take_along_axis(sims, I, 1), I
+
+
+def recall_at_k(I: np.ndarray, I_true: np.ndarray) -> float:
+    """Mean fraction of the true top-k ids found in the returned top-k."""
+    k = I_true.shape[1]
+    hits = sum(len(set(a[:k].tolist()) & set(b.tolist())) for a, b in zip(I, I_true))
+    return hits / (len(I_true) * k)

@@ -1,0 +1,283 @@
+"""An index folder on disk, written atomically, and the small API the app uses to read it.
+
+INDEX_DIR holds
+    index.faiss      the FAISS index (inner product, stable int64 ids: IVF natively, else IndexIDMap2)
+    embeddings.npy   float32 (M, D), L2-normalised, one row per manifest item, same order
+    ids.npy          int64 (M,), the FAISS id of each row
+    manifest.json    `Manifest`: index key, metric, dim, count, encoder path + hash, and per
+                     image its path relative to the data root, size, mtime, sha256 and id
+
+App-facing API:
+    load_index(index_dir) -> LoadedIndex(index, embeddings, ids, manifest)
+    search_vectors(loaded, queries (N, D), k) -> per query list[Hit(path, score, id, row)]
+    LoadedIndex.row_of(path) -> row of an indexed image (for "more like this")
+    LoadedIndex.absolute(hit.path) -> the image file on disk
+
+`write_index_dir` builds the new folder in a temp sibling, fsyncs it, then swaps it in
+with one atomic rename (RENAME_EXCHANGE on Linux), so a build that dies at any point
+leaves the previous INDEX_DIR intact and loadable.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.faiss_index import METRIC, _gpu_or_cpu, neighbours, search
+
+MANIFEST = "manifest.json"
+INDEX_FILE = "index.faiss"
+EMBEDDINGS = "embeddings.npy"
+IDS = "ids.npy"
+FORMAT_VERSION = 1
+
+
+class IndexLoadError(ValueError):
+    """An index folder that cannot be used as asked; the message says what to do."""
+
+
+@dataclass
+class Item:
+    """One indexed image."""
+
+    path: str  # relative to the data root, POSIX separators
+    size: int
+    mtime_ns: int
+    sha256: str
+    id: int
+
+
+@dataclass
+class Manifest:
+    index_key: str
+    dim: int
+    count: int
+    data_root: str
+    encoder: dict  # {"path": RUN_DIR, "sha256": of encoder.safetensors, "config": EncoderConfig}
+    items: list[Item]
+    metric: str = METRIC
+    search_params: dict = field(default_factory=dict)
+    next_id: int = 0
+    skipped: dict = field(default_factory=dict)  # SkipReport.as_dict()
+    build: dict = field(default_factory=dict)  # the BuildConfig that made it
+    created: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict, where: str) -> "Manifest":
+        """Validate a parsed manifest; raises IndexLoadError naming the first problem."""
+        if not isinstance(d, dict):
+            raise IndexLoadError(f"{where} is not a JSON object; rebuild the index with pipelines.build_index")
+        required = {"index_key", "dim", "count", "data_root", "encoder", "items"}
+        missing = sorted(required - d.keys())
+        if missing:
+            raise IndexLoadError(f"{where} lacks {', '.join(missing)}; rebuild the index with pipelines.build_index")
+        if d.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise IndexLoadError(f"{where} has format version {d.get('format_version')}, this code reads "
+                                 f"{FORMAT_VERSION}; rebuild the index")
+        if d.get("metric", METRIC) != METRIC:
+            raise IndexLoadError(f"{where}: metric {d.get('metric')!r} is not {METRIC!r}; rebuild the index")
+        try:
+            items = [Item(path=str(i["path"]), size=int(i["size"]), mtime_ns=int(i["mtime_ns"]),
+                          sha256=str(i["sha256"]), id=int(i["id"])) for i in d["items"]]
+            known = {f.name for f in fields(cls)}
+            m = cls(**{**{k: v for k, v in d.items() if k in known}, "items": items})
+            m.dim, m.count, m.next_id = int(m.dim), int(m.count), int(m.next_id)
+        except (KeyError, TypeError, ValueError) as e:
+            raise IndexLoadError(f"{where} is malformed ({type(e).__name__}: {e}); rebuild the index") from None
+        if m.count != len(items):
+            raise IndexLoadError(f"{where} says count {m.count} but lists {len(items)} images; rebuild the index")
+        if not isinstance(m.encoder, dict) or "sha256" not in m.encoder:
+            raise IndexLoadError(f"{where} does not record its encoder's hash; rebuild the index")
+        return m
+
+
+def read_manifest(index_dir: str | os.PathLike) -> Manifest:
+    """INDEX_DIR/manifest.json, validated. Raises IndexLoadError with what to do."""
+    index_dir = Path(index_dir)
+    path = index_dir / MANIFEST
+    if not index_dir.is_dir():
+        raise IndexLoadError(f"--index {index_dir}: no such folder; build one with "
+                             f"`python -m pipelines.build_index --data DIR --encoder RUN_DIR --out {index_dir}`")
+    if not path.is_file():
+        raise IndexLoadError(f"{path} is missing; {index_dir} is not an index folder (rebuild it with pipelines.build_index)")
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexLoadError(f"{path} is corrupt ({e}); rebuild the index with pipelines.build_index") from None
+    return Manifest.from_json(d, str(path))
+
+
+@dataclass
+class Hit:
+    path: str  # relative to manifest.data_root
+    score: float  # cosine similarity
+    id: int
+    row: int  # row in LoadedIndex.embeddings
+
+
+@dataclass
+class LoadedIndex:
+    """Everything the app needs; `index` is only read (never re-parameterised) after loading."""
+
+    index: faiss.Index
+    embeddings: np.ndarray  # float32 (M, D)
+    ids: np.ndarray  # int64 (M,)
+    manifest: Manifest
+    directory: Path
+
+    def __post_init__(self):
+        self._row_of_id = {int(i): r for r, i in enumerate(self.ids)}
+        self._row_of_path = {it.path: r for r, it in enumerate(self.manifest.items)}
+
+    def row_of(self, path: str) -> int:
+        """Row of an indexed image given its path relative to the data root (or absolute)."""
+        p = Path(path)
+        if p.is_absolute():
+            try:
+                path = p.resolve().relative_to(Path(self.manifest.data_root).resolve()).as_posix()
+            except ValueError:
+                raise IndexLoadError(f"{path} is not under the indexed folder {self.manifest.data_root}") from None
+        if path not in self._row_of_path:
+            raise IndexLoadError(f"{path} is not in the index {self.directory}")
+        return self._row_of_path[path]
+
+    def absolute(self, path: str) -> Path:
+        """Where an indexed image (path relative to the data root) is on disk."""
+        return Path(self.manifest.data_root) / path
+
+    def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
+        rows = [self._row_of_id[int(i)] for i in ids]
+        return [Hit(self.manifest.items[r].path, float(s), int(i), r) for s, i, r in zip(scores, ids, rows)]
+
+
+def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedIndex:
+    """Read an index folder and check that its parts agree. Raises IndexLoadError."""
+    index_dir = Path(index_dir)
+    m = read_manifest(index_dir)
+    for name in (INDEX_FILE, EMBEDDINGS, IDS):
+        if not (index_dir / name).is_file():
+            raise IndexLoadError(f"{index_dir / name} is missing; rebuild the index with pipelines.build_index")
+    try:
+        index = faiss.read_index(str(index_dir / INDEX_FILE))
+        emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False)
+        ids = np.load(index_dir / IDS, allow_pickle=False)
+    except (RuntimeError, ValueError, OSError) as e:
+        raise IndexLoadError(f"{index_dir} holds an unreadable index file ({str(e).splitlines()[0][:150]}); "
+                             f"rebuild the index") from None
+    if emb.dtype != np.float32 or emb.ndim != 2 or ids.dtype != np.int64 or ids.shape != (len(emb),):
+        raise IndexLoadError(f"{index_dir}: embeddings/ids have unexpected types or shapes; rebuild the index")
+    if index.d != m.dim or emb.shape[1] != m.dim:
+        raise IndexLoadError(f"{index_dir}: index dim {index.d} / embeddings dim {emb.shape[1]} do not match the "
+                             f"manifest's {m.dim}; rebuild the index")
+    if not (index.ntotal == len(emb) == m.count):
+        raise IndexLoadError(f"{index_dir}: index holds {index.ntotal} vectors, embeddings {len(emb)}, manifest "
+                             f"{m.count}; rebuild the index")
+    if [it.id for it in m.items] != ids.tolist():
+        raise IndexLoadError(f"{index_dir}: ids.npy does not match the manifest; rebuild the index")
+    if use_gpu:
+        index = _gpu_or_cpu(index)
+    return LoadedIndex(index, np.ascontiguousarray(emb), ids, m, index_dir)
+
+
+def search_vectors(loaded: LoadedIndex, queries: np.ndarray, k: int = 10,
+                   exclude_rows: list[int] | None = None) -> list[list[Hit]]:
+    """float32 (N, D) query vectors -> for each, up to k Hits, best first (cosine scores).
+
+    `exclude_rows[n]` (e.g. the query's own row when searching by an indexed image) is
+    left out of query n's results, which then still has k hits when the index has them.
+    """
+    if queries.ndim != 2 or queries.shape[1] != loaded.manifest.dim:
+        raise IndexLoadError(f"query vectors have dimension {queries.shape[-1]}, the index {loaded.directory} "
+                             f"has {loaded.manifest.dim}; use the encoder it was built with")
+    extra = 1 if exclude_rows is not None else 0
+    D, I = search(loaded.index, queries, k + extra)
+    out = []
+    for n, (d, i) in enumerate(neighbours(D, I)):
+        hits = loaded.hits(d, i)
+        if exclude_rows is not None:
+            hits = [h for h in hits if h.row != exclude_rows[n]]
+        out.append(hits[:k])
+    return out
+
+
+# ---- writing: temp sibling folder, fsync, atomic swap ----
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    rc = renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    return rc == 0
+
+
+def stale_temp_dirs(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(f".{out.name}.tmp-*"))
+
+
+def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.ndarray, ids: np.ndarray,
+                    manifest: Manifest, before_swap=None) -> None:
+    """Write a complete index folder at `out`, replacing any previous one atomically.
+
+    `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap
+    (tests use it to kill a build at the worst moment).
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
+        raise IndexLoadError(f"--out {out} exists and is not an index folder; choose another path")
+    for stale in stale_temp_dirs(out):  # left by a build that died
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        for name, arr in ((EMBEDDINGS, embeddings), (IDS, ids)):
+            with open(tmp / name, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+        manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=1) + "\n")
+        for p in tmp.iterdir():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o755)
+        _fsync_dir(tmp)
+        if before_swap is not None:
+            before_swap(tmp)
+        if out.exists():
+            if not _exchange(tmp, out):  # fallback: two renames (a short window without `out`)
+                old = tmp.with_name(tmp.name + "-old")
+                os.rename(out, old)
+                os.rename(tmp, out)
+                tmp = old
+            shutil.rmtree(tmp, ignore_errors=True)  # now the previous index
+        else:
+            os.rename(tmp, out)
+        _fsync_dir(out.parent)
+    except BaseException:
+        if tmp.exists() and tmp != out:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,274 @@
+"""Embed a folder of images with a pretrained encoder into a FAISS index folder.
+
+    python -m pipelines.build_index --data DIR --encoder RUN_DIR --out INDEX_DIR [--update]
+
+Every readable image goes through the preprocessing recorded in RUN_DIR/config.json and
+the frozen backbone (representation h, no projection head); DataLoader workers decode the
+next batches while the main process runs the forward pass. The index type comes from the
+collection size and --memory-budget-gb (`index.faiss_index.choose_index_key`) unless
+--index-key is given. `--update` re-embeds only new and changed files, drops deleted ones
+and keeps the ids of the rest. INDEX_DIR is replaced atomically (see `index.store`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from encoders.embed import embed_batch
+from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, scan_images
+from encoders.runtime import pick_device, pick_precision
+from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
+from index.faiss_index import build_index, choose_index_key, default_search_params, supports_remove, update_index
+from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildConfig:
+    data: str = ""
+    encoder: str = ""
+    out: str = ""
+    update: bool = False
+    index_key: str | None = None  # None: choose_index_key(count, dim, memory budget)
+    memory_budget_gb: float = 4.0
+    batch_size: int = 256
+    workers: int | None = None  # None: cores - 1 (at least 1); the forward pass gets the rest
+    device: str = "auto"
+    precision: str = "fp32"
+    progress: bool = True
+    seed: int = 0
+    pause_before_swap: float = 0.0  # hidden, for the killed-midway test
+
+
+class EncoderMismatch(IndexLoadError):
+    """The index was built with another encoder than the one given."""
+
+
+def encoder_record(run_dir: str, cfg: EncoderConfig) -> dict:
+    return {"path": str(Path(run_dir).resolve()), "sha256": file_sha256(Path(run_dir) / ENCODER_FILE),
+            "config": asdict(cfg)}
+
+
+def check_same_encoder(manifest: Manifest, record: dict, index_dir) -> None:
+    if manifest.encoder.get("sha256") != record["sha256"]:
+        raise EncoderMismatch(
+            f"{index_dir} was built with encoder {manifest.encoder.get('path')} (sha256 "
+            f"{str(manifest.encoder.get('sha256'))[:12]}), not {record['path']} ({record['sha256'][:12]}); "
+            f"pass the original --encoder, or rebuild without --update")
+    if record["config"]["feat_dim"] != manifest.dim:
+        raise EncoderMismatch(f"{index_dir} has dim {manifest.dim}, the encoder gives {record['config']['feat_dim']}; "
+                              f"rebuild without --update")
+
+
+class HashingImageFiles(ImageFiles):
+    """ImageFiles that also hashes each file's bytes in the worker: (i, image, error, sha256)."""
+
+    def __getitem__(self, i: int):
+        i, x, err = super().__getitem__(i)
+        try:
+            sha = file_sha256(self.files[i]) if not err else ""
+        except OSError as e:
+            return i, torch.empty(0, dtype=torch.uint8), f"unreadable file ({e.strerror})", ""
+        return i, x, err, sha
+
+
+def collate_hashed(batch):
+    idx, images, bad = collate_skipping([(i, x, err) for i, x, err, _ in batch])
+    return idx, images, bad, {i: sha for i, _, err, sha in batch if not err}
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def split_cpu(workers: int) -> int:
+    """Torch threads for the forward pass beside `workers` decoding processes (no oversubscription:
+    on a busy 2-core machine 2 threads + 2 workers embed at 38 img/s, 1 + 1 at 57, bench/embed_throughput.py)."""
+    return max(1, (os.cpu_count() or 1) - workers)
+
+
+def embed_files(files: list[Path], backbone, enc: EncoderConfig, cfg: BuildConfig, skips: SkipReport
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Files -> (ok mask (F,), float32 (F, D) embeddings, sha256 per file); failures go to `skips`."""
+    workers = default_workers() if cfg.workers is None else cfg.workers
+    loader = DataLoader(HashingImageFiles(files, enc.image_size), batch_size=cfg.batch_size, shuffle=False,
+                        num_workers=workers, collate_fn=collate_hashed, prefetch_factor=4 if workers else None)
+    ok = np.zeros(len(files), bool)
+    emb = np.zeros((len(files), enc.feat_dim), np.float32)  # (F, D)
+    hashes = [""] * len(files)
+    with tqdm(total=len(files), desc="embed", unit="img", disable=not cfg.progress) as bar:
+        for idx, images, bad, shas in loader:
+            if len(idx):
+                emb[idx.numpy()] = embed_batch(backbone, images, enc, cfg.precision).cpu().numpy()
+                ok[idx.numpy()] = True
+            for i, sha in shas.items():
+                hashes[i] = sha
+            for i, err in bad:
+                skips.add(files[i], err)
+            bar.update(len(idx) + len(bad))
+    return ok, emb, hashes
+
+
+@dataclass
+class Plan:
+    """What an (update) build does with each current file."""
+
+    reuse: dict[str, tuple[int, Item]]  # rel path -> (old row, item with current stat)
+    embed: list[str]  # rel paths to embed (new or changed)
+    changed: set[str]
+    removed: list[str]
+
+
+def plan_update(rel_paths: list[str], stats: dict[str, os.stat_result], root: Path, old: LoadedIndex | None) -> Plan:
+    """Unchanged (same size and mtime, or same content hash) files are reused, never re-embedded."""
+    old_rows = {it.path: (r, it) for r, it in enumerate(old.manifest.items)} if old else {}
+    reuse, embed, changed = {}, [], set()
+    for rel in rel_paths:
+        st = stats[rel]
+        if rel not in old_rows:
+            embed.append(rel)
+            continue
+        row, it = old_rows[rel]
+        same_stat = it.size == st.st_size and it.mtime_ns == st.st_mtime_ns
+        if same_stat or (it.size == st.st_size and file_sha256(root / rel) == it.sha256):
+            reuse[rel] = (row, Item(rel, st.st_size, st.st_mtime_ns, it.sha256, it.id))
+        else:
+            embed.append(rel)
+            changed.add(rel)
+    present = set(rel_paths)
+    removed = [p for p in old_rows if p not in present]
+    return Plan(reuse, embed, changed, removed)
+
+
+def run(cfg: BuildConfig) -> dict:
+    """Build or update cfg.out; returns the counts it logs."""
+    t0 = time.perf_counter()
+    device = pick_device(cfg.device)
+    cfg.precision = pick_precision(cfg.precision, device)
+    if cfg.workers is None:
+        cfg.workers = default_workers()
+    if device.type == "cpu":
+        torch.set_num_threads(split_cpu(cfg.workers))
+    backbone, enc = load_encoder(cfg.encoder, device)
+    record = encoder_record(cfg.encoder, enc)
+    root = Path(cfg.data)
+    skips = SkipReport()
+    files = scan_images(root, skips)
+    rel_paths = [f.relative_to(root).as_posix() for f in files]
+    stats = {}
+    for rel in rel_paths:
+        try:
+            stats[rel] = (root / rel).stat()
+        except OSError as e:
+            skips.add(root / rel, f"cannot stat ({e.strerror})")
+    rel_paths = [r for r in rel_paths if r in stats]
+
+    old = None
+    if cfg.update:
+        if not (Path(cfg.out) / MANIFEST).is_file():
+            raise IndexLoadError(f"--update: {cfg.out} holds no index yet; run without --update to build one")
+        old = load_index(cfg.out, use_gpu=False)
+        check_same_encoder(old.manifest, record, cfg.out)
+    plan = plan_update(rel_paths, stats, root, old)
+    log.info("%d images: %d to embed, %d unchanged, %d removed", len(rel_paths), len(plan.embed),
+             len(plan.reuse), len(plan.removed))
+
+    ok, new_emb, hashes = embed_files([root / r for r in plan.embed], backbone, enc, cfg, skips)
+    next_id = old.manifest.next_id if old else 0
+    old_ids = {it.path: it.id for it in old.manifest.items} if old else {}
+    rows: dict[str, tuple[np.ndarray, Item]] = {rel: (old.embeddings[r], it) for rel, (r, it) in plan.reuse.items()}
+    added_ids = []
+    for j, rel in enumerate(plan.embed):
+        if not ok[j]:
+            continue
+        if rel in old_ids:
+            new_id = old_ids[rel]
+        else:
+            new_id, next_id = next_id, next_id + 1
+        st = stats[rel]
+        rows[rel] = (new_emb[j], Item(rel, st.st_size, st.st_mtime_ns, hashes[j], new_id))
+        added_ids.append(new_id)
+    if not rows:
+        raise ValueError(f"--data {root}: no readable image ({skips.summary()})")
+    order = sorted(rows)
+    embeddings = np.stack([rows[p][0] for p in order]).astype(np.float32)  # (M, D)
+    items = [rows[p][1] for p in order]
+    ids = np.array([it.id for it in items], np.int64)  # (M,)
+
+    key = cfg.index_key or choose_index_key(len(items), enc.feat_dim, cfg.memory_budget_gb * 1e9)
+    if old is not None and key == old.manifest.index_key and supports_remove(key):
+        gone = [old_ids[p] for p in plan.removed] + [old_ids[p] for p in plan.changed]
+        add = np.array(added_ids, np.int64)
+        row_of = {int(i): r for r, i in enumerate(ids)}
+        index = update_index(old.index, np.array(gone, np.int64), embeddings[[row_of[i] for i in add]], add)
+        params = old.manifest.search_params
+        log.info("updated %s in place (%d removed, %d added)", key, len(gone), len(add))
+    else:
+        index = build_index(embeddings, ids, key, seed=cfg.seed)
+        params = default_search_params(key, len(items))
+        log.info("built %s over %d vectors in %.1fs", key, len(items), time.perf_counter() - t0)
+
+    manifest = Manifest(index_key=key, dim=enc.feat_dim, count=len(items), data_root=str(root.resolve()),
+                        encoder=record, items=items, search_params=params, next_id=next_id,
+                        skipped=skips.as_dict(), build=asdict(cfg))
+
+    def pause(tmp: Path) -> None:
+        if cfg.pause_before_swap:
+            log.info("written to %s; pausing %.1fs before the swap", tmp, cfg.pause_before_swap)
+            time.sleep(cfg.pause_before_swap)
+
+    write_index_dir(cfg.out, index, embeddings, ids, manifest, before_swap=pause)
+    counts = {"images": len(items), "embedded": int(ok.sum()),
+              "added": sum(1 for p in plan.embed if p not in old_ids and p in rows),
+              "changed": sum(1 for p in plan.changed if p in rows), "removed": len(plan.removed)
+              + sum(1 for p in plan.changed if p not in rows),
+              "unchanged": len(plan.reuse), "skipped": skips.total, "index_key": key,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    log.info("%s: %s; %s", cfg.out, ", ".join(f"{k} {v}" for k, v in counts.items()), skips.summary())
+    return counts
+
+
+def parse_args(argv=None) -> BuildConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.build_index", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = BuildConfig()
+    p.add_argument("--data", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--encoder", required=True, help="run folder from pipelines.pretrain")
+    p.add_argument("--out", required=True, help="index folder to create or replace")
+    p.add_argument("--update", action="store_true", help="re-embed only new/changed files of an existing index")
+    p.add_argument("--index-key", default=None, help="FAISS index factory key (default: chosen from size and budget)")
+    p.add_argument("--memory-budget-gb", type=float, default=d.memory_budget_gb)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores - 1)")
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--precision", default=d.precision, help="fp32, bf16 or auto")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--pause-before-swap", type=float, default=0.0, help=argparse.SUPPRESS)
+    return BuildConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        run(cfg)
+    except ValueError as e:  # IndexLoadError, EncoderLoadError, bad arguments
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Group the indexed images by spherical K-means and save the result beside the index.
+
+    python -m pipelines.cluster --index INDEX_DIR [-k K]
+
+Without -k, K is the candidate with the best cosine silhouette on a sample (logged with
+every candidate's score). Writes INDEX_DIR/clusters.json: K and how it was chosen, the
+cluster of every image, cluster sizes, and the most central images of each cluster.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from encoders.store import atomic_write_json
+from index.clusters import central_rows, choose_k, kmeans
+from index.store import load_index
+
+log = logging.getLogger(__name__)
+CLUSTERS = "clusters.json"
+
+
+@dataclass
+class ClusterConfig:
+    index: str = ""
+    k: int | None = None
+    k_max: int = 20
+    sample: int = 5000
+    nredo: int = 5
+    top: int = 5
+    seed: int = 0
+
+
+def run(cfg: ClusterConfig) -> dict:
+    loaded = load_index(cfg.index, use_gpu=False)
+    x = loaded.embeddings  # (M, D)
+    if cfg.k is None:
+        candidates = list(range(2, max(3, min(cfg.k_max, int(len(x) ** 0.5)) + 1)))
+        k, scores = choose_k(x, candidates, sample=cfg.sample, seed=cfg.seed)
+        why = (f"highest cosine silhouette ({scores[k]:.3f}) among K in {candidates[0]}..{candidates[-1]} "
+               f"on {min(len(x), cfg.sample)} sampled images")
+    else:
+        k, scores, why = cfg.k, {}, "given with -k"
+    log.info("K=%d: %s", k, why)
+    c = kmeans(x, k, seed=cfg.seed, nredo=cfg.nredo)
+    paths = [it.path for it in loaded.manifest.items]
+    result = {
+        "k": k, "chosen_by": why, "silhouette": {str(kk): round(v, 4) for kk, v in scores.items()},
+        "config": asdict(cfg), "sizes": c.sizes.tolist(),
+        "central": [[{"path": paths[r], "score": round(float(c.scores[r]), 4)} for r in rows]
+                    for rows in central_rows(c, cfg.top)],
+        "assignments": {p: int(label) for p, label in zip(paths, c.labels)},
+    }
+    atomic_write_json(Path(cfg.index) / CLUSTERS, result)
+    for j, (size, central) in enumerate(zip(result["sizes"], result["central"])):
+        log.info("cluster %d: %d images, most central: %s", j, size, ", ".join(e["path"] for e in central[:3]))
+    log.info("wrote %s", Path(cfg.index) / CLUSTERS)
+    return result
+
+
+def parse_args(argv=None) -> ClusterConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.cluster", description=__doc__.split("\n\n")[0])
+    d = ClusterConfig()
+    p.add_argument("--index", required=True)
+    p.add_argument("-k", type=int, default=None, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--k-max", type=int, default=d.k_max)
+    p.add_argument("--sample", type=int, default=d.sample, help="images used to choose K")
+    p.add_argument("--nredo", type=int, default=d.nredo, help="K-means restarts (best kept)")
+    p.add_argument("--top", type=int, default=d.top, help="central images listed per cluster")
+    p.add_argument("--seed", type=int, default=d.seed)
+    return ClusterConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        run(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

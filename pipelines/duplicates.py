@@ -1,0 +1,81 @@
+"""Find exact duplicates (same bytes) and near duplicates (cosine >= threshold) in an index.
+
+    python -m pipelines.duplicates --index INDEX_DIR [--threshold T] [--json]
+
+Exact groups come from the sha256 in the manifest; near groups are connected components
+of the pairs an exact range search finds above T, each listed with its pair scores
+(pairs of byte-identical files are reported only as exact). Writes INDEX_DIR/duplicates.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from encoders.store import atomic_write_json
+from index.duplicates import exact_groups, group_pairs, near_pairs
+from index.store import load_index
+
+log = logging.getLogger(__name__)
+DUPLICATES = "duplicates.json"
+
+
+@dataclass
+class DuplicatesConfig:
+    index: str = ""
+    threshold: float = 0.95
+    json: bool = False
+
+
+def run(cfg: DuplicatesConfig) -> dict:
+    loaded = load_index(cfg.index, use_gpu=False)
+    items = loaded.manifest.items
+    hashes = [it.sha256 for it in items]
+    exact = [{"sha256": hashes[g[0]], "paths": [items[r].path for r in g]} for g in exact_groups(hashes)]
+    a, b, s = near_pairs(loaded.embeddings, cfg.threshold)
+    keep = [hashes[i] != hashes[j] for i, j in zip(a.tolist(), b.tolist())]
+    a, b, s = a[keep], b[keep], s[keep]
+    near = []
+    for g in group_pairs(len(items), a, b):
+        members = set(g)
+        pairs = [{"a": items[i].path, "b": items[j].path, "score": round(float(v), 4)}
+                 for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()) if i in members]
+        near.append({"paths": [items[r].path for r in g], "pairs": pairs})
+    result = {"threshold": cfg.threshold, "exact": exact, "near": near}
+    atomic_write_json(Path(cfg.index) / DUPLICATES, result)
+    log.info("%d exact-duplicate groups, %d near-duplicate groups (cosine >= %.3f); wrote %s",
+             len(exact), len(near), cfg.threshold, Path(cfg.index) / DUPLICATES)
+    return result
+
+
+def parse_args(argv=None) -> DuplicatesConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.duplicates", description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", required=True)
+    p.add_argument("--threshold", type=float, default=DuplicatesConfig.threshold, help="cosine similarity")
+    p.add_argument("--json", action="store_true")
+    return DuplicatesConfig(**vars(p.parse_args(argv)))
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        result = run(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for g in result["exact"]:
+            print("exact: " + "  ".join(g["paths"]))
+        for g in result["near"]:
+            print("near:  " + "  ".join(f"{p['a']} ~ {p['b']} ({p['score']:.3f})" for p in g["pairs"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Find the nearest indexed images to query images (or to an already indexed image).
+
+    python -m pipelines.search --index INDEX_DIR --query IMAGE [IMAGE ...] [-k 10] [--json]
+    python -m pipelines.search --index INDEX_DIR --indexed REL_PATH [-k 10]
+
+A folder given as a query means every image in it. The encoder recorded in the index's
+manifest is loaded once for all queries (its hash is checked), and each query image goes
+through exactly the indexing preprocessing.
+
+Library API (used by the app):
+    load_query_encoder(manifest, device, encoder_dir=None) -> (backbone, EncoderConfig)
+    search_images(loaded, backbone, enc, images, k)        -> per image list[Hit]
+    search_indexed(loaded, rel_path, k)                    -> list[Hit] (the image itself left out)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from encoders.embed import embed_images
+from encoders.imagefolder import SkipReport, UnreadableImage, open_rgb, scan_images
+from encoders.runtime import pick_device
+from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
+from index.store import Hit, IndexLoadError, LoadedIndex, Manifest, load_index, search_vectors
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchConfig:
+    index: str = ""
+    query: list[str] = field(default_factory=list)
+    indexed: list[str] = field(default_factory=list)
+    k: int = 10
+    json: bool = False
+    encoder: str | None = None  # default: the path recorded in the manifest
+    device: str = "auto"
+
+
+def load_query_encoder(manifest: Manifest, device="cpu", encoder_dir: str | None = None):
+    """The encoder the index was built with; refuses another one (by content hash) or another dim."""
+    run_dir = Path(encoder_dir or manifest.encoder["path"])
+    weights = run_dir / ENCODER_FILE
+    if not weights.is_file():
+        raise IndexLoadError(f"the index's encoder {run_dir} is not there (no {ENCODER_FILE}); "
+                             f"pass --encoder with the run folder it was built with")
+    sha = file_sha256(weights)
+    if sha != manifest.encoder["sha256"]:
+        raise IndexLoadError(f"{run_dir} is not the encoder this index was built with (sha256 {sha[:12]} vs "
+                             f"{manifest.encoder['sha256'][:12]}); pass the original --encoder or rebuild the index")
+    backbone, enc = load_encoder(run_dir, device)
+    if enc.feat_dim != manifest.dim:
+        raise IndexLoadError(f"encoder {run_dir} gives dim {enc.feat_dim}, the index has {manifest.dim}; rebuild the index")
+    return backbone, enc
+
+
+def search_images(loaded: LoadedIndex, backbone, enc: EncoderConfig, images: list, k: int = 10) -> list[list[Hit]]:
+    """Query images (paths, file objects or PIL images) -> for each, k Hits (cosine, best first)."""
+    return search_vectors(loaded, embed_images(backbone, enc, images), k)
+
+
+def search_indexed(loaded: LoadedIndex, rel_path: str, k: int = 10) -> list[Hit]:
+    """Neighbours of an image already in the index, from its stored embedding (no encoder)."""
+    row = loaded.row_of(rel_path)
+    return search_vectors(loaded, loaded.embeddings[row:row + 1], k, exclude_rows=[row])[0]
+
+
+def expand_queries(queries: list[str], skips: SkipReport) -> list[Path]:
+    out = []
+    for q in queries:
+        p = Path(q)
+        if p.is_dir():
+            out += scan_images(p, skips)
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ValueError(f"--query {q}: no such file or folder")
+    return out
+
+
+def run(cfg: SearchConfig) -> list[dict]:
+    loaded = load_index(cfg.index)
+    results = []
+    if cfg.query:
+        skips = SkipReport()
+        paths = expand_queries(cfg.query, skips)
+        backbone, enc = load_query_encoder(loaded.manifest, pick_device(cfg.device), cfg.encoder)
+        readable, decoded = [], []
+        for p in paths:  # decode each query first, so one bad file does not stop the others
+            try:
+                decoded.append(open_rgb(p, draft_size=enc.image_size))
+                readable.append(p)
+            except UnreadableImage as e:
+                skips.add(p, str(e))
+        if skips.total:
+            log.warning("queries: %s", skips.summary())
+        if not readable:
+            raise ValueError(f"no readable query image ({skips.summary()})")
+        for p, hits in zip(readable, search_images(loaded, backbone, enc, decoded, cfg.k)):
+            results.append({"query": str(p), "neighbours": [asdict(h) for h in hits]})
+    for rel in cfg.indexed:
+        results.append({"query": rel, "neighbours": [asdict(h) for h in search_indexed(loaded, rel, cfg.k)]})
+    return results
+
+
+def parse_args(argv=None) -> SearchConfig:
+    p = argparse.ArgumentParser(prog="python -m pipelines.search", description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", required=True)
+    p.add_argument("--query", nargs="+", default=[], help="image files or folders")
+    p.add_argument("--indexed", nargs="+", default=[], help="paths (relative to the data root) of indexed images")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--encoder", default=None, help="run folder, if it moved since the index was built")
+    p.add_argument("--device", default="auto")
+    cfg = SearchConfig(**vars(p.parse_args(argv)))
+    if not cfg.query and not cfg.indexed:
+        p.error("give --query IMAGE ... or --indexed PATH ...")
+    return cfg
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    try:
+        results = run(cfg)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if cfg.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for r in results:
+            print(f"query: {r['query']}")
+            for rank, h in enumerate(r["neighbours"], 1):
+                print(f"  {rank:3d}  {h['score']:.4f}  {h['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
