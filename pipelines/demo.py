@@ -5,7 +5,9 @@
 1. builds data/sample: the Fashion-MNIST test images as an unlabeled PNG folder plus the
    real photos that installed Python packages ship (scikit-image, scikit-learn);
 2. pretrains an encoder on it within a time budget (skipped if runs/demo has one);
-3. evaluates it on Fashion-MNIST (kNN + linear probe, against random init and raw pixels).
+3. embeds the collection into a FAISS index (indexes/demo; `--update` when it exists) and
+   clusters it;
+4. evaluates the encoder on Fashion-MNIST (kNN + linear probe).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipelines import evaluate, export_fashion_mnist, pretrain
+from pipelines import build_index, cluster, evaluate, export_fashion_mnist, pretrain
 
 log = logging.getLogger("pipelines.demo")
 
@@ -82,6 +84,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/sample")
     p.add_argument("--run", default="runs/demo")
+    p.add_argument("--index", default="indexes/demo")
     p.add_argument("--minutes", type=float, default=4.0, help="pretraining budget")
     p.add_argument("--fmnist-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--backbone", default="smallcnn")
@@ -97,13 +100,21 @@ def main(argv=None) -> int:
                             str(args.minutes), "--resume", *(["--no-progress"] if not sys.stderr.isatty() else [])])
         if rc:
             return rc
+    index = Path(args.index)
+    rc = build_index.main(["--data", str(data), "--encoder", str(run), "--out", str(index),
+                           *(["--update"] if (index / "manifest.json").is_file() else [])])
+    if rc:
+        return rc
+    rc = cluster.main(["--index", str(index)])
+    if rc:
+        return rc
     if not args.no_eval:
         log.info("evaluating on Fashion-MNIST (the encoder saw the test images, unlabeled, as part of the "
                  "sample collection)")
         rc = evaluate.main(["--encoder", str(run), "--dataset", "fashion-mnist", "--baselines"])
         if rc:
             return rc
-    print(f"\nencoder: {run / 'encoder.safetensors'}  loss curve: {run / 'loss.png'}")
+    print(f"\nencoder: {run / 'encoder.safetensors'}  loss curve: {run / 'loss.png'}  index: {index}")
     return 0
 
 
