@@ -106,21 +106,15 @@ def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     hg = ((maxc == g) & (maxc != r)) * (2.0 + rc - bc)
     hb = ((maxc != g) & (maxc != r)) * (4.0 + gc - rc)
     h = torch.fmod((hr + hg + hb) / 6.0 + 1.0, 1.0)
-    h = torch.remainder(h + f.view(-1, 1, 1), 1.0)
-    v = maxc
-    # HSV -> RGB
-    i = torch.floor(h * 6.0)
-    fr = h * 6.0 - i
-    i = i.to(torch.int64) % 6
-    p = (v * (1.0 - s)).clamp(0, 1)
-    q = (v * (1.0 - s * fr)).clamp(0, 1)
-    t = (v * (1.0 - s * (1.0 - fr))).clamp(0, 1)
-    mask = i.unsqueeze(1) == torch.arange(6, device=x.device).view(1, -1, 1, 1)  # (N, 6, H, W)
-    a1 = torch.stack((v, q, p, p, t, v), dim=1)
-    a2 = torch.stack((t, v, v, q, p, p), dim=1)
-    a3 = torch.stack((p, p, t, v, v, q), dim=1)
-    a4 = torch.stack((a1, a2, a3), dim=1)  # (N, 3, 6, H, W)
-    return torch.einsum("nijhw,njhw->nihw", a4, mask.to(x.dtype))
+    h = torch.remainder(h + f.view(-1, 1, 1), 1.0) * 6.0  # hue in sextants, [0, 6)
+    # HSV -> RGB in closed form: channel(n) = V - V*S*clamp(min(k, 4 - k), 0, 1),
+    # k = (n + H) mod 6 with n = 5, 3, 1 for R, G, B.
+    vs = maxc * s
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = torch.remainder(h + n, 6.0)
+        out.append(maxc - vs * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0))
+    return torch.stack(out, dim=1)  # (N, 3, H, W)
 
 
 _COLOUR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)

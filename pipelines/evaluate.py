@@ -89,7 +89,7 @@ def evaluate_features(name: str, ftr, ytr, fte, yte, cfg: EvalConfig) -> dict:
     t0 = time.perf_counter()
     knn = knn_accuracy(ftr, ytr, fte, yte, k=cfg.k, temperature=cfg.temperature)
     t1 = time.perf_counter()
-    lin = linear_probe_accuracy(ftr, ytr, fte, yte, max_iter=cfg.probe_iters)
+    lin = linear_probe_accuracy(ftr, ytr, fte, yte, max_iter=cfg.probe_iters) if cfg.probe_iters else float("nan")
     t2 = time.perf_counter()
     log.info("%s: kNN top-1 %.2f%% (%.1fs), linear top-1 %.2f%% (%.1fs)", name, knn, t1 - t0, lin, t2 - t1)
     return {"knn_top1": knn, "linear_top1": lin, "dim": int(ftr.shape[1]), "seconds": t2 - t0}
@@ -147,7 +147,7 @@ def parse_args(argv=None) -> EvalConfig:
     p.add_argument("--test", help="labelled folder to evaluate on (with --train)")
     p.add_argument("--k", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--probe-iters", type=int, default=100, help="L-BFGS iterations of the linear probe")
+    p.add_argument("--probe-iters", type=int, default=100, help="L-BFGS iterations of the linear probe (0: kNN only)")
     p.add_argument("--baselines", action="store_true", help="also random-init backbone and raw pixels")
     p.add_argument("--limit-train", type=int, default=None)
     p.add_argument("--limit-test", type=int, default=None)
