@@ -26,6 +26,7 @@ CLUSTERS = "clusters.json"
 class ClusterConfig:
     index: str = ""
     k: int | None = None
+    k_min: int = 4  # silhouette favours K=2 on embeddings; 2 groups rarely help browsing
     k_max: int = 20
     sample: int = 5000
     nredo: int = 5
@@ -37,7 +38,8 @@ def run(cfg: ClusterConfig) -> dict:
     loaded = load_index(cfg.index, use_gpu=False)
     x = loaded.embeddings  # (M, D)
     if cfg.k is None:
-        candidates = list(range(2, max(3, min(cfg.k_max, int(len(x) ** 0.5)) + 1)))
+        k_lo = max(2, min(cfg.k_min, len(x) - 1))
+        candidates = list(range(k_lo, max(k_lo + 1, min(cfg.k_max, int(len(x) ** 0.5)) + 1)))
         k, scores = choose_k(x, candidates, sample=cfg.sample, seed=cfg.seed)
         why = (f"highest cosine silhouette ({scores[k]:.3f}) among K in {candidates[0]}..{candidates[-1]} "
                f"on {min(len(x), cfg.sample)} sampled images")
@@ -65,6 +67,7 @@ def parse_args(argv=None) -> ClusterConfig:
     d = ClusterConfig()
     p.add_argument("--index", required=True)
     p.add_argument("-k", type=int, default=None, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--k-min", type=int, default=d.k_min, help="smallest K tried when choosing K")
     p.add_argument("--k-max", type=int, default=d.k_max)
     p.add_argument("--sample", type=int, default=d.sample, help="images used to choose K")
     p.add_argument("--nredo", type=int, default=d.nredo, help="K-means restarts (best kept)")

@@ -7,13 +7,15 @@
 2. pretrains an encoder on it within a time budget (skipped if runs/demo has one);
 3. embeds the collection into a FAISS index (indexes/demo; `--update` when it exists) and
    clusters it;
-4. evaluates the encoder on Fashion-MNIST (kNN + linear probe).
+4. evaluates the encoder on Fashion-MNIST (kNN + linear probe);
+5. starts the search page (`streamlit run app.py`) on 127.0.0.1 and prints its URL.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,7 +90,10 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=4.0, help="pretraining budget")
     p.add_argument("--fmnist-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--backbone", default="smallcnn")
+    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--no-eval", action="store_true")
+    p.add_argument("--no-serve", action="store_true", help="stop after the pipelines; don't start the page")
+    p.add_argument("--port", type=int, default=8501)
     args = p.parse_args(argv)
     data, run = Path(args.data), Path(args.run)
     build_sample_collection(data, args.fmnist_limit)
@@ -96,7 +101,8 @@ def main(argv=None) -> int:
         log.info("reusing the trained encoder in %s (delete it to retrain)", run)
     else:
         rc = pretrain.main(["--data", str(data), "--out", str(run), "--method", "simclr", "--backbone",
-                            args.backbone, "--image-size", "32", "--batch-size", "256", "--minutes",
+                            args.backbone, "--image-size", "32", "--batch-size", str(args.batch_size),
+                            "--optimizer", "adamw", "--temperature", "0.2", "--min-scale", "0.2", "--minutes",
                             str(args.minutes), "--resume", *(["--no-progress"] if not sys.stderr.isatty() else [])])
         if rc:
             return rc
@@ -111,11 +117,25 @@ def main(argv=None) -> int:
     if not args.no_eval:
         log.info("evaluating on Fashion-MNIST (the encoder saw the test images, unlabeled, as part of the "
                  "sample collection)")
-        rc = evaluate.main(["--encoder", str(run), "--dataset", "fashion-mnist", "--baselines"])
+        rc = evaluate.main(["--encoder", str(run), "--dataset", "fashion-mnist"])
         if rc:
             return rc
     print(f"\nencoder: {run / 'encoder.safetensors'}  loss curve: {run / 'loss.png'}  index: {index}")
-    return 0
+    if args.no_serve:
+        return 0
+    return serve(index, args.port)
+
+
+def serve(index: Path, port: int) -> int:
+    """Run the search page in the foreground until Ctrl-C."""
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--", "--index", str(index)]
+    print(f"\nsearch page: http://127.0.0.1:{port}  (Ctrl-C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":
