@@ -3,6 +3,7 @@
     exact_groups(hashes)              -> groups of rows with the same content hash
     near_pairs(x (M, D), threshold)   -> (rows_a, rows_b, scores): all pairs a < b with cosine >= threshold
     group_pairs(M, rows_a, rows_b)    -> connected components (size >= 2) of those pairs
+    find_duplicates(hashes, x, threshold) -> exact groups and near groups (with their pair scores)
 """
 from __future__ import annotations
 
@@ -63,3 +64,21 @@ def group_pairs(m: int, rows_a: np.ndarray, rows_b: np.ndarray) -> list[list[int
     for i in range(m):
         groups[find(i)].append(i)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float) -> dict:
+    """Exact groups (same sha256) and near groups (cosine >= threshold) of the M indexed rows.
+
+    Pairs of byte-identical files are reported only as exact. Returns
+    {"exact": [[row, ...], ...], "near": [{"rows": [...], "pairs": [(a, b, score), ...]}, ...]}.
+    """
+    exact = exact_groups(hashes)
+    a, b, s = near_pairs(x, threshold)
+    keep = np.array([hashes[i] != hashes[j] for i, j in zip(a.tolist(), b.tolist())], dtype=bool)
+    a, b, s = a[keep], b[keep], s[keep]
+    groups = group_pairs(len(hashes), a, b)
+    group_of = {r: g for g, rows in enumerate(groups) for r in rows}
+    pairs: list[list[tuple[int, int, float]]] = [[] for _ in groups]
+    for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()):
+        pairs[group_of[i]].append((i, j, v))
+    return {"exact": exact, "near": [{"rows": g, "pairs": p} for g, p in zip(groups, pairs)]}
