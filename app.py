@@ -110,6 +110,14 @@ def plain(text: str) -> str:
 def search_this(path: str) -> None:
     st.session_state.indexed_query = path
     st.session_state.page = "Search"
+    st.session_state.name_query = ""
+
+
+def name_entered(loaded) -> None:
+    """An exact indexed name typed in the name box is searched at once."""
+    found = loaded.find_paths(st.session_state.name_query)
+    if len(found) == 1 and found[0] == st.session_state.name_query.strip():
+        search_this(found[0])
 
 
 def show_thumb(ix: tuple[str, int], path: str) -> None:
@@ -146,14 +154,12 @@ def page_search(ix: tuple[str, int], loaded) -> None:
     uploads = st.file_uploader("Drop one or several images to find similar ones in the collection",
                                accept_multiple_files=True, key="uploads",
                                on_change=lambda: st.session_state.pop("indexed_query", None))
-    name = st.text_input("…or search an indexed image by name", key="name_query",
-                         placeholder="e.g. photos/astronaut.png or part of a name")
+    name = st.text_input("…or search an indexed image by name", key="name_query", on_change=name_entered,
+                         args=(loaded,), placeholder="e.g. photos/astronaut.png or part of a name")
     if name:
         found = loaded.find_paths(name)
         if not found:
             st.info(f"No indexed image name contains “{plain(name)}”.")
-        elif len(found) == 1 and found[0] == name.strip():
-            st.session_state.indexed_query = found[0]
         else:
             st.caption("Matching names (click one to search it):")
             for i, p in enumerate(found):

@@ -148,7 +148,8 @@ def open_upload(data: bytes, max_bytes: int) -> Image.Image:
     The bytes are decoded in memory; nothing (not even the uploaded name) touches the disk.
     """
     if len(data) > max_bytes:
-        raise UnreadableImage(f"file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+        mb = 1024 * 1024  # the unit of streamlit's server.maxUploadSize
+        raise UnreadableImage(f"file is {len(data) / mb:.1f} MB, over the {max_bytes / mb:g} MB limit")
     if not data:
         raise UnreadableImage("file is empty")
     return open_rgb(io.BytesIO(data))
