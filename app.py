@@ -326,10 +326,10 @@ def page_about(ix: tuple[str, int], loaded) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="Image search", page_icon="🔎", layout="wide")
+    st.set_page_config(page_title="Image search", layout="wide")
     st.session_state.setdefault("index_dir", index_from_argv(sys.argv[1:]))
     with st.sidebar:
-        st.title("🔎 Image search")
+        st.title("Image search")
         page = st.radio("Page", PAGES, key="page")
         index_dir = st.text_input("Index folder", key="index_dir",
                                   help="A folder written by `python -m pipelines.build_index`")
