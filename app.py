@@ -25,7 +25,7 @@ from encoders.embed import embed_images
 from encoders.imagefolder import UnreadableImage, open_rgb, open_upload, thumbnail
 from encoders.store import EncoderLoadError, load_recorded_encoder
 from index.clusters import central_rows, cluster_collection, read_saved_k
-from index.duplicates import find_duplicates
+from index.duplicates import TooManyPairs, find_duplicates, suggest_threshold
 from index.projection import project_2d, umap_available
 from index.store import MANIFEST, IndexLoadError, load_index, search_vectors
 
@@ -35,6 +35,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # also server.maxUploadSize in .streamlit/c
 THUMB_PX = 160
 COLUMNS = 6
 PAGE_SIZE = 24
+MAX_PAIRS = 2_000_000  # near-duplicate pairs held at once; a lower threshold is refused
 PAGES = ("Search", "Clusters", "Map", "Duplicates", "About")
 
 
@@ -88,7 +89,13 @@ def projection(index_dir: str, stamp: int, method: str):
 @st.cache_data(show_spinner="Finding duplicates…", max_entries=16)
 def duplicates(index_dir: str, stamp: int, threshold: float):
     loaded = get_index(index_dir, stamp)
-    return find_duplicates([it.sha256 for it in loaded.manifest.items], loaded.embeddings, threshold)
+    return find_duplicates([it.sha256 for it in loaded.manifest.items], loaded.embeddings, threshold,
+                           max_pairs=MAX_PAIRS)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def default_threshold(index_dir: str, stamp: int) -> float:
+    return round(max(0.5, suggest_threshold(get_index(index_dir, stamp).embeddings)), 3)
 
 
 def auto_k(index_dir: str, stamp: int) -> tuple[int, str]:
@@ -251,7 +258,9 @@ def page_map(ix: tuple[str, int], loaded) -> None:
     method = st.radio("Projection", methods, horizontal=True, key="projection",
                       help=None if umap_available() else "install umap-learn for UMAP")
     xy = projection(*ix, method)
-    k, _ = auto_k(*ix)
+    choice = st.selectbox("Colour by K-means clusters, K =", ["automatic", *range(2, min(50, len(xy)) + 1)],
+                          key="k_map")
+    k = auto_k(*ix)[0] if choice == "automatic" else int(choice)
     labels = clusters(*ix, k).clustering.labels
     df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": labels.astype(str),
                        "image": [it.path for it in loaded.manifest.items]})
@@ -269,14 +278,23 @@ def page_map(ix: tuple[str, int], loaded) -> None:
 
 def page_duplicates(ix: tuple[str, int], loaded) -> None:
     st.header("Duplicates")
-    threshold = st.slider("Near-duplicate threshold (cosine similarity)", 0.80, 1.0, 0.95, 0.005, format="%.3f",
-                          key="dup_threshold")
-    found = duplicates(*ix, round(threshold, 3))
+    suggested = default_threshold(*ix)
+    threshold = st.slider("Near-duplicate threshold (cosine similarity)", 0.5, 1.0, suggested, 0.001, format="%.3f",
+                          key="dup_threshold",
+                          help=f"Starts at {suggested:.3f}: about 1% of this collection's images have a neighbour "
+                               f"above it. Raise it for fewer, closer pairs.")
+    try:
+        found = duplicates(*ix, round(threshold, 3))
+    except TooManyPairs as e:
+        st.warning(str(e))
+        return
     paths = [it.path for it in loaded.manifest.items]
     exact, near = st.columns(2, gap="large")
     with exact:
         st.subheader(f"Exact ({len(found['exact'])} groups)")
         st.caption("Byte-identical files (same sha256).")
+        if not found["exact"]:
+            st.info("No two indexed files have the same bytes.")
         for g, rows in enumerate(found["exact"][:20]):
             st.markdown(f"**Group {g + 1}** · {len(rows)} files")
             shown = rows[:COLUMNS // 2]
@@ -288,6 +306,8 @@ def page_duplicates(ix: tuple[str, int], loaded) -> None:
     with near:
         st.subheader(f"Near ({len(found['near'])} groups)")
         st.caption(f"Connected by pairs with cosine ≥ {threshold:.3f} (byte-identical pairs listed as exact).")
+        if not found["near"]:
+            st.info("No pair of different files reaches this threshold.")
         for g, group in enumerate(sorted(found["near"], key=lambda g: -max(s for _, _, s in g["pairs"]))[:20]):
             best = sorted(group["pairs"], key=lambda p: -p[2])[:3]
             st.markdown(f"**Group {g + 1}** · {len(group['rows'])} images · best pair {best[0][2]:.3f}")
