@@ -339,7 +339,7 @@ def page_about(ix: tuple[str, int], loaded) -> None:
         "Skipped when indexing": str(m.skipped.get("total", 0)) if m.skipped else "0",
         "Index folder": str(loaded.directory),
     }
-    st.table(pd.DataFrame({"": list(rows.values())}, index=list(rows.keys())))
+    st.table(pd.DataFrame({"Value": list(rows.values())}, index=pd.Index(list(rows.keys()), name="Field")))
     if training:
         with st.expander("Full training configuration"):
             st.json(training)

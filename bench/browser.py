@@ -97,3 +97,10 @@ def first_result_text(page, query: int = 0) -> str:
     hit = page.locator(f".st-key-results-{query} .st-key-results-{query}-hit-0")
     hit.wait_for(state="visible")
     return hit.inner_text()
+
+
+def settle(page, ms: int = 500) -> None:
+    """Wait until the script run has finished: no spinner, no stale (faded) element of the previous run."""
+    page.wait_for_selector("[data-testid='stSpinner']", state="detached")
+    page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0")
+    page.wait_for_timeout(ms)  # let images and charts paint

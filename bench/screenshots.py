@@ -15,20 +15,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import REPO, chromium, first_result_text, goto_page, open_page, served_app, upload  # noqa: E402
+from bench.browser import REPO, chromium, first_result_text, goto_page, open_page, served_app, settle, upload  # noqa: E402
 
 
 def choose(page, label: str, option: str) -> None:
     """Pick `option` in the selectbox labelled `label`."""
-    page.get_by_role("combobox", name=label).click()
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(option)
     page.get_by_role("option", name=option, exact=True).click()
-
-
-def settle(page, ms: int = 1500) -> None:
-    """Wait until the script run has finished (no running indicator) and images have painted."""
-    page.wait_for_selector("[data-testid='stStatusWidget']", state="detached")
-    page.wait_for_selector("[data-testid='stSpinner']", state="detached")
-    page.wait_for_timeout(ms)
+    page.wait_for_function(f"document.querySelector('input[aria-label=\"{label}\"]').value === '{option}'")
+    settle(page)
 
 
 def shoot(page, out: Path, height: int) -> None:
@@ -64,9 +61,11 @@ def main(argv=None) -> int:
         goto_page(page, "Map")
         choose(page, "Colour by K-means clusters, K =", args.k_clusters)
         page.wait_for_selector("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
+        page.mouse.click(10, 10)  # close any open dropdown
         shoot(page, out / "map.png", 900)
 
         goto_page(page, "Duplicates")
+        page.wait_for_selector("h3:has-text('Exact (')")
         shoot(page, out / "duplicates.png", 1300)
 
         goto_page(page, "About")
