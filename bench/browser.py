@@ -8,7 +8,9 @@ No browser download: Playwright's Python package drives /usr/bin/chromium
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def served_app(index_dir: str | os.PathLike, timeout: float = 120):
     """`streamlit run app.py -- --index INDEX_DIR` on a free localhost port; yields its URL; always stopped."""
@@ -35,7 +45,8 @@ def served_app(index_dir: str | os.PathLike, timeout: float = 120):
            "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false", "--", "--index", str(index_dir)]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + timeout
