@@ -12,7 +12,6 @@ from bench.browser import CHROMIUM, chromium, first_result_text, open_page, serv
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing: apt-get install chromium (.ci/sysdeps.sh does)")
-pytest.importorskip("playwright", reason="pip install playwright (in requirements.txt)")
 
 
 @pytest.fixture(scope="module")
