@@ -2,7 +2,7 @@
 # Debian packages the product and its tests need; installs only what is missing.
 set -euo pipefail
 need=()
-for pkg in dataset-fashion-mnist; do
+for pkg in dataset-fashion-mnist chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -6,6 +6,7 @@ Contract: `scan_images(root)` lists candidate files (recursive, sorted, by exten
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import warnings
@@ -139,6 +140,27 @@ def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
         raise UnreadableImage("not a decodable image") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
         raise UnreadableImage(f"corrupt image ({type(e).__name__}: {e})") from None
+
+
+def open_upload(data: bytes, max_bytes: int) -> Image.Image:
+    """Bytes from an upload -> RGB image, or UnreadableImage (too large, not an image, corrupt, bomb).
+
+    The bytes are decoded in memory; nothing (not even the uploaded name) touches the disk.
+    """
+    if len(data) > max_bytes:
+        mb = 1024 * 1024  # the unit of streamlit's server.maxUploadSize
+        raise UnreadableImage(f"file is {len(data) / mb:.1f} MB, over the {max_bytes / mb:g} MB limit")
+    if not data:
+        raise UnreadableImage("file is empty")
+    return open_rgb(io.BytesIO(data))
+
+
+def thumbnail(img: Image.Image, size: int) -> Image.Image:
+    """Fit inside size x size, keeping aspect; tiny images (28 px) are enlarged without blur."""
+    scale = size / max(img.size)
+    resample = Image.Resampling.NEAREST if scale >= 2 else Image.Resampling.LANCZOS
+    w, h = max(1, round(img.width * scale)), max(1, round(img.height * scale))
+    return img.resize((w, h), resample)
 
 
 def resize_center_crop(size: int) -> v2.Compose:

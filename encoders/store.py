@@ -114,3 +114,26 @@ def load_encoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu")
         raise EncoderLoadError(f"{weights} does not match {cfg_path} ({type(e).__name__}: {str(e)[:200]})") from None
     backbone.eval().requires_grad_(False)
     return backbone.to(device), cfg
+
+
+def load_recorded_encoder(record: dict, dim: int, device: str | torch.device = "cpu",
+                          run_dir: str | os.PathLike | None = None) -> tuple[nn.Module, EncoderConfig]:
+    """The encoder an index was built with (`record` = manifest.encoder: path + sha256).
+
+    Refuses a different encoder (by content hash) or one of another dim, so query vectors
+    always live in the index's space. `run_dir` overrides the recorded path (a moved run).
+    Raises EncoderLoadError saying what to do.
+    """
+    run_dir = Path(run_dir or record["path"])
+    weights = run_dir / ENCODER_FILE
+    if not weights.is_file():
+        raise EncoderLoadError(f"the index's encoder {run_dir} is not there (no {ENCODER_FILE}); "
+                               f"pass --encoder with the run folder it was built with")
+    sha = file_sha256(weights)
+    if sha != record["sha256"]:
+        raise EncoderLoadError(f"{run_dir} is not the encoder this index was built with (sha256 {sha[:12]} vs "
+                               f"{record['sha256'][:12]}); pass the original --encoder or rebuild the index")
+    backbone, cfg = load_encoder(run_dir, device)
+    if cfg.feat_dim != dim:
+        raise EncoderLoadError(f"encoder {run_dir} gives dim {cfg.feat_dim}, the index has {dim}; rebuild the index")
+    return backbone, cfg

@@ -3,15 +3,21 @@
     kmeans(x, k, seed, nredo)           -> Clustering(centroids (K, D), labels (M,), scores (M,))
     choose_k(x, candidates, sample, seed) -> (K, {K: silhouette}) by cosine silhouette on a sample
     central_rows(clustering, top)       -> per cluster, the rows closest to its centroid
+    cluster_collection(x, k=None, ...)  -> ClusterResult: K (given, or chosen by silhouette) + clustering
+    read_saved_k(index_dir)             -> K that `pipelines.cluster` saved beside an index, if any
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
 
 from index.faiss_index import as_vectors
+
+CLUSTERS = "clusters.json"  # written beside the index by pipelines.cluster
 
 
 @dataclass
@@ -74,3 +80,40 @@ def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:
         members = np.flatnonzero(c.labels == j)
         out.append(members[np.argsort(-c.scores[members], kind="stable")[:top]])
     return out
+
+
+@dataclass
+class ClusterResult:
+    k: int
+    chosen_by: str
+    clustering: Clustering
+    silhouette: dict[int, float] = field(default_factory=dict)
+
+
+def auto_k_candidates(m: int, k_max: int = 20, k_min: int = 4) -> list[int]:
+    """k_min..min(k_max, sqrt(M)): the K tried when none is given. Silhouette on embeddings
+    tends to peak at K=2, which rarely helps anyone browse a collection, hence k_min=4."""
+    lo = max(2, min(k_min, m - 1))
+    return list(range(lo, max(lo + 1, min(k_max, int(m ** 0.5)) + 1)))
+
+
+def cluster_collection(x: np.ndarray, k: int | None = None, k_max: int = 20, sample: int = 5000,
+                       nredo: int = 5, seed: int = 0, k_min: int = 4) -> ClusterResult:
+    """K-means of (M, D) embeddings with K given, or chosen by cosine silhouette on a sample."""
+    if k is None:
+        candidates = auto_k_candidates(len(x), k_max, k_min)
+        k, scores = choose_k(x, candidates, sample=sample, seed=seed)
+        why = (f"highest cosine silhouette ({scores[k]:.3f}) among K in {candidates[0]}..{candidates[-1]} "
+               f"on {min(len(x), sample)} sampled images")
+    else:
+        scores, why = {}, "given with -k"
+    return ClusterResult(k, why, kmeans(x, k, seed=seed, nredo=nredo), scores)
+
+
+def read_saved_k(index_dir) -> tuple[int, str] | None:
+    """(K, how it was chosen) from INDEX_DIR/clusters.json, or None if absent or unreadable."""
+    try:
+        d = json.loads((Path(index_dir) / CLUSTERS).read_text())
+        return int(d["k"]), str(d.get("chosen_by", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

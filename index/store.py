@@ -12,6 +12,7 @@ App-facing API:
     search_vectors(loaded, queries (N, D), k) -> per query list[Hit(path, score, id, row)]
     LoadedIndex.row_of(path) -> row of an indexed image (for "more like this")
     LoadedIndex.absolute(hit.path) -> the image file on disk
+    LoadedIndex.image_file(path) -> the same, refusing paths not in the manifest or outside the root
 
 `write_index_dir` builds the new folder in a temp sibling, fsyncs it, then swaps it in
 with one atomic rename (RENAME_EXCHANGE on Linux), so a build that dies at any point
@@ -157,6 +158,33 @@ class LoadedIndex:
     def absolute(self, path: str) -> Path:
         """Where an indexed image (path relative to the data root) is on disk."""
         return Path(self.manifest.data_root) / path
+
+    def image_file(self, path: str) -> Path:
+        """The file of an indexed image, only if `path` is in the manifest and stays inside the data root.
+
+        This is the one way the app turns a name into a file it serves.
+        """
+        if path not in self._row_of_path:
+            raise IndexLoadError(f"{path} is not in the index {self.directory}")
+        root = Path(self.manifest.data_root).resolve()
+        f = (root / path).resolve()
+        if not f.is_relative_to(root):
+            raise IndexLoadError(f"{path} points outside the indexed folder {root}")
+        return f
+
+    def find_paths(self, text: str, limit: int = 20) -> list[str]:
+        """Indexed paths matching `text`: an exact path alone, else up to `limit` containing it (any case)."""
+        text = text.strip()
+        if text in self._row_of_path:
+            return [text]
+        low = text.lower()
+        out = []
+        for it in self.manifest.items:
+            if low and low in it.path.lower():
+                out.append(it.path)
+                if len(out) == limit:
+                    break
+        return out
 
     def hits(self, scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
         rows = [self._row_of_id[int(i)] for i in ids]

@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from encoders.store import atomic_write_json
-from index.clusters import central_rows, choose_k, kmeans
+from index.clusters import CLUSTERS, central_rows, cluster_collection
 from index.store import load_index
 
 log = logging.getLogger(__name__)
-CLUSTERS = "clusters.json"
 
 
 @dataclass
@@ -36,17 +35,9 @@ class ClusterConfig:
 
 def run(cfg: ClusterConfig) -> dict:
     loaded = load_index(cfg.index, use_gpu=False)
-    x = loaded.embeddings  # (M, D)
-    if cfg.k is None:
-        k_lo = max(2, min(cfg.k_min, len(x) - 1))
-        candidates = list(range(k_lo, max(k_lo + 1, min(cfg.k_max, int(len(x) ** 0.5)) + 1)))
-        k, scores = choose_k(x, candidates, sample=cfg.sample, seed=cfg.seed)
-        why = (f"highest cosine silhouette ({scores[k]:.3f}) among K in {candidates[0]}..{candidates[-1]} "
-               f"on {min(len(x), cfg.sample)} sampled images")
-    else:
-        k, scores, why = cfg.k, {}, "given with -k"
+    res = cluster_collection(loaded.embeddings, cfg.k, cfg.k_max, cfg.sample, cfg.nredo, cfg.seed, cfg.k_min)
+    k, scores, why, c = res.k, res.silhouette, res.chosen_by, res.clustering
     log.info("K=%d: %s", k, why)
-    c = kmeans(x, k, seed=cfg.seed, nredo=cfg.nredo)
     paths = [it.path for it in loaded.manifest.items]
     result = {
         "k": k, "chosen_by": why, "silhouette": {str(kk): round(v, 4) for kk, v in scores.items()},

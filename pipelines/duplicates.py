@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from encoders.store import atomic_write_json
-from index.duplicates import exact_groups, group_pairs, near_pairs
+from index.duplicates import find_duplicates
 from index.store import load_index
 
 log = logging.getLogger(__name__)
@@ -33,17 +33,11 @@ class DuplicatesConfig:
 def run(cfg: DuplicatesConfig) -> dict:
     loaded = load_index(cfg.index, use_gpu=False)
     items = loaded.manifest.items
-    hashes = [it.sha256 for it in items]
-    exact = [{"sha256": hashes[g[0]], "paths": [items[r].path for r in g]} for g in exact_groups(hashes)]
-    a, b, s = near_pairs(loaded.embeddings, cfg.threshold)
-    keep = [hashes[i] != hashes[j] for i, j in zip(a.tolist(), b.tolist())]
-    a, b, s = a[keep], b[keep], s[keep]
-    near = []
-    for g in group_pairs(len(items), a, b):
-        members = set(g)
-        pairs = [{"a": items[i].path, "b": items[j].path, "score": round(float(v), 4)}
-                 for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()) if i in members]
-        near.append({"paths": [items[r].path for r in g], "pairs": pairs})
+    found = find_duplicates([it.sha256 for it in items], loaded.embeddings, cfg.threshold)
+    exact = [{"sha256": items[g[0]].sha256, "paths": [items[r].path for r in g]} for g in found["exact"]]
+    near = [{"paths": [items[r].path for r in g["rows"]],
+             "pairs": [{"a": items[i].path, "b": items[j].path, "score": round(v, 4)} for i, j, v in g["pairs"]]}
+            for g in found["near"]]
     result = {"threshold": cfg.threshold, "exact": exact, "near": near}
     atomic_write_json(Path(cfg.index) / DUPLICATES, result)
     log.info("%d exact-duplicate groups, %d near-duplicate groups (cosine >= %.3f); wrote %s",

@@ -24,8 +24,8 @@ from pathlib import Path
 from encoders.embed import embed_images
 from encoders.imagefolder import SkipReport, UnreadableImage, open_rgb, scan_images
 from encoders.runtime import pick_device
-from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
-from index.store import Hit, IndexLoadError, LoadedIndex, Manifest, load_index, search_vectors
+from encoders.store import EncoderConfig, load_recorded_encoder
+from index.store import Hit, LoadedIndex, Manifest, load_index, search_vectors
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +43,7 @@ class SearchConfig:
 
 def load_query_encoder(manifest: Manifest, device="cpu", encoder_dir: str | None = None):
     """The encoder the index was built with; refuses another one (by content hash) or another dim."""
-    run_dir = Path(encoder_dir or manifest.encoder["path"])
-    weights = run_dir / ENCODER_FILE
-    if not weights.is_file():
-        raise IndexLoadError(f"the index's encoder {run_dir} is not there (no {ENCODER_FILE}); "
-                             f"pass --encoder with the run folder it was built with")
-    sha = file_sha256(weights)
-    if sha != manifest.encoder["sha256"]:
-        raise IndexLoadError(f"{run_dir} is not the encoder this index was built with (sha256 {sha[:12]} vs "
-                             f"{manifest.encoder['sha256'][:12]}); pass the original --encoder or rebuild the index")
-    backbone, enc = load_encoder(run_dir, device)
-    if enc.feat_dim != manifest.dim:
-        raise IndexLoadError(f"encoder {run_dir} gives dim {enc.feat_dim}, the index has {manifest.dim}; rebuild the index")
-    return backbone, enc
+    return load_recorded_encoder(manifest.encoder, manifest.dim, device, encoder_dir)
 
 
 def search_images(loaded: LoadedIndex, backbone, enc: EncoderConfig, images: list, k: int = 10) -> list[list[Hit]]:

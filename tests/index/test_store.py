@@ -66,3 +66,20 @@ def test_dimension_mismatch_is_refused(tmp_path):
     out2, _ = make(tmp_path, name="ok")
     with pytest.raises(IndexLoadError, match="dimension 4"):
         search_vectors(load_index(out2), np.ones((1, 4), np.float32), 3)
+
+
+def test_image_file_serves_only_manifest_paths_inside_the_root(tmp_path):
+    from index.store import LoadedIndex
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"x")
+    items = [Item("a.png", 1, 0, "h", 0), Item("../secret.png", 1, 0, "h2", 1)]
+    m = Manifest("Flat", 2, 2, str(root), {"sha256": "s"}, items)
+    loaded = LoadedIndex(None, np.zeros((2, 2), np.float32), np.arange(2, dtype=np.int64), m, tmp_path)
+    assert loaded.image_file("a.png") == (root / "a.png").resolve()
+    with pytest.raises(IndexLoadError, match="not in the index"):
+        loaded.image_file("b.png")
+    with pytest.raises(IndexLoadError, match="outside the indexed folder"):
+        loaded.image_file("../secret.png")
+    assert loaded.find_paths("A.P") == ["a.png"] and loaded.find_paths("a.png") == ["a.png"]

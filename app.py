@@ -1,0 +1,371 @@
+"""Image search in the browser: search by example, clusters, a 2-D map, duplicates, about.
+
+    streamlit run app.py                          # the sample collection's index (indexes/demo)
+    streamlit run app.py -- --index INDEX_DIR     # another index (the sidebar can switch too)
+
+This file only draws: the index, encoder, K-means, projections and duplicate search all
+live in index/ and encoders/. The index and encoder load once per process
+(`st.cache_resource`) and are only read; per-K clusterings, projections and duplicate
+groups are `st.cache_data`, computed in the asking session's own thread.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from encoders.embed import embed_images
+from encoders.imagefolder import UnreadableImage, open_rgb, open_upload, thumbnail
+from encoders.store import EncoderLoadError, load_recorded_encoder
+from index.clusters import central_rows, cluster_collection, read_saved_k
+from index.duplicates import TooManyPairs, find_duplicates, suggest_threshold
+from index.projection import project_2d, umap_available
+from index.store import MANIFEST, IndexLoadError, load_index, search_vectors
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_INDEX = REPO / "indexes" / "demo"
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # also server.maxUploadSize in .streamlit/config.toml
+THUMB_PX = 160
+COLUMNS = 6
+PAGE_SIZE = 24
+MAX_PAIRS = 2_000_000  # near-duplicate pairs held at once; a lower threshold is refused
+PAGES = ("Search", "Clusters", "Map", "Duplicates", "About")
+
+
+def index_from_argv(argv: list[str]) -> str:
+    """`--index DIR` from the arguments after `streamlit run app.py --`; default: the sample index."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--index", default=str(DEFAULT_INDEX))
+    return p.parse_known_args(argv)[0].index
+
+
+def manifest_stamp(index_dir: str) -> int:
+    """Changes when the index is rebuilt, so cached objects of an old build are not reused."""
+    try:
+        return os.stat(Path(index_dir) / MANIFEST).st_mtime_ns
+    except OSError:
+        return 0
+
+
+# ---- cached loaders: one copy per process, never mutated ----
+
+@st.cache_resource(show_spinner="Loading the index…", max_entries=4)
+def get_index(index_dir: str, stamp: int):
+    # CPU index: FAISS CPU indexes are safe to search from many session threads at once
+    return load_index(index_dir, use_gpu=False)
+
+
+@st.cache_resource(show_spinner="Loading the encoder…", max_entries=4)
+def get_encoder(run_dir: str, sha256: str, dim: int):
+    return load_recorded_encoder({"path": run_dir, "sha256": sha256}, dim, "cpu")
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def thumb_png(index_dir: str, stamp: int, path: str, size: int = THUMB_PX) -> bytes:
+    """PNG thumbnail of an indexed image; only manifest paths inside the data root are opened."""
+    img = thumbnail(open_rgb(get_index(index_dir, stamp).image_file(path)), size)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@st.cache_data(show_spinner="Clustering…", max_entries=16)
+def clusters(index_dir: str, stamp: int, k: int | None):
+    return cluster_collection(get_index(index_dir, stamp).embeddings, k)
+
+
+@st.cache_data(show_spinner="Projecting…", max_entries=4)
+def projection(index_dir: str, stamp: int, method: str):
+    return project_2d(get_index(index_dir, stamp).embeddings, method)
+
+
+@st.cache_data(show_spinner="Finding duplicates…", max_entries=16)
+def duplicates(index_dir: str, stamp: int, threshold: float):
+    loaded = get_index(index_dir, stamp)
+    return find_duplicates([it.sha256 for it in loaded.manifest.items], loaded.embeddings, threshold,
+                           max_pairs=MAX_PAIRS)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def default_threshold(index_dir: str, stamp: int) -> float:
+    return round(max(0.5, suggest_threshold(get_index(index_dir, stamp).embeddings)), 3)
+
+
+def auto_k(index_dir: str, stamp: int) -> tuple[int, str]:
+    """K saved by `pipelines.cluster` beside the index, else chosen now by silhouette (cached)."""
+    saved = read_saved_k(index_dir)
+    if saved is not None:
+        return saved
+    res = clusters(index_dir, stamp, None)
+    return res.k, res.chosen_by
+
+
+# ---- small drawing helpers ----
+
+def plain(text: str) -> str:
+    """User-provided text (an upload's name) shown literally in markdown."""
+    return "".join("\\" + c if c in "\\`*_{}[]()#+-.!|<>~$" else c for c in text)
+
+
+def search_this(path: str) -> None:
+    st.session_state.indexed_query = path
+    st.session_state.page = "Search"
+    st.session_state.name_query = ""
+
+
+def name_entered(loaded) -> None:
+    """An exact indexed name typed in the name box is searched at once."""
+    found = loaded.find_paths(st.session_state.name_query)
+    if len(found) == 1 and found[0] == st.session_state.name_query.strip():
+        search_this(found[0])
+
+
+def show_thumb(ix: tuple[str, int], path: str) -> None:
+    try:
+        st.image(thumb_png(*ix, path), width="stretch")
+    except (IndexLoadError, UnreadableImage) as e:
+        st.caption(f"(cannot show: {e})")
+
+
+def image_grid(ix: tuple[str, int], paths: list[str], key: str, captions: list[str] | None = None,
+               searchable: bool = True) -> None:
+    for start in range(0, len(paths), COLUMNS):
+        for col, i in zip(st.columns(COLUMNS), range(start, min(start + COLUMNS, len(paths)))):
+            with col.container(key=f"{key}-{i}"):
+                show_thumb(ix, paths[i])
+                st.caption(captions[i] if captions else paths[i])
+                if searchable:
+                    st.button("Search this", key=f"{key}-btn-{i}", on_click=search_this, args=(paths[i],),
+                              width="stretch")
+
+
+def show_hits(ix: tuple[str, int], hits, key: str, ms: float) -> None:
+    st.caption(f"{len(hits)} neighbours in {ms:.0f} ms")
+    with st.container(key=key):
+        image_grid(ix, [h.path for h in hits], f"{key}-hit",
+                   [f"**{r + 1}.** {h.score:.3f} · {plain(h.path)}" for r, h in enumerate(hits)])
+
+
+# ---- pages ----
+
+def page_search(ix: tuple[str, int], loaded) -> None:
+    st.header("Search by example")
+    k = st.slider("Neighbours (k)", 1, 48, 12, key="k")
+    uploads = st.file_uploader("Drop one or several images to find similar ones in the collection",
+                               accept_multiple_files=True, key="uploads",
+                               on_change=lambda: st.session_state.pop("indexed_query", None))
+    name = st.text_input("…or search an indexed image by name", key="name_query", on_change=name_entered,
+                         args=(loaded,), placeholder="e.g. photos/astronaut.png or part of a name")
+    if name:
+        found = loaded.find_paths(name)
+        if not found:
+            st.info(f"No indexed image name contains “{plain(name)}”.")
+        else:
+            st.caption("Matching names (click one to search it):")
+            for i, p in enumerate(found):
+                st.button(p, key=f"name-{i}", on_click=search_this, args=(p,))
+
+    query = st.session_state.get("indexed_query")
+    if query is not None:
+        try:
+            row = loaded.row_of(query)
+        except IndexLoadError as e:
+            st.error(str(e))
+            return
+        t0 = time.perf_counter()
+        hits = search_vectors(loaded, loaded.embeddings[row:row + 1], k, exclude_rows=[row])[0]
+        ms = (time.perf_counter() - t0) * 1e3
+        left, right = st.columns([1, 5])
+        with left:
+            show_thumb(ix, query)
+        with right:
+            st.subheader(f"Query: {plain(query)}")
+            st.caption("from the collection (its stored vector; itself left out)")
+            st.button("Back to uploads", key="clear-query", on_click=lambda: st.session_state.pop("indexed_query"))
+        show_hits(ix, hits, "results-0", ms)
+        return
+
+    if not uploads:
+        st.info("Drop images above, or type a name, to search the collection.")
+        return
+    m = loaded.manifest
+    for qi, f in enumerate(uploads):
+        st.divider()
+        try:
+            img = open_upload(f.getvalue(), MAX_UPLOAD_BYTES)
+        except UnreadableImage as e:
+            with st.container(key=f"upload-error-{qi}"):
+                st.error(f"{plain(f.name)}: cannot be searched ({e}).")
+            continue
+        try:
+            backbone, enc = get_encoder(m.encoder["path"], m.encoder["sha256"], m.dim)
+        except EncoderLoadError as e:
+            st.error(f"Upload search needs the index's encoder: {e}")
+            return
+        t0 = time.perf_counter()
+        hits = search_vectors(loaded, embed_images(backbone, enc, [img]), k)[0]
+        ms = (time.perf_counter() - t0) * 1e3
+        left, right = st.columns([1, 5])
+        with left:
+            st.image(thumbnail(img, THUMB_PX), width="stretch")
+        with right:
+            st.subheader(f"Query: {plain(f.name)}")
+            st.caption(f"uploaded, {img.width}×{img.height} px")
+        show_hits(ix, hits, f"results-{qi}", ms)
+
+
+def page_clusters(ix: tuple[str, int], loaded) -> None:
+    st.header("Clusters")
+    m = len(loaded.embeddings)
+    choice = st.selectbox("Number of clusters K", ["automatic", *range(2, min(50, m) + 1)], key="k_clusters")
+    if choice == "automatic":
+        k, why = auto_k(*ix)
+        st.caption(f"Automatic K = {k}: {why}")
+    else:
+        k = int(choice)
+    c = clusters(*ix, k).clustering
+    sizes = c.sizes
+    st.subheader("Cluster sizes")
+    st.bar_chart(pd.DataFrame({"cluster": [str(j) for j in range(k)], "images": sizes}), x="cluster", y="images",
+                 height=220)
+    paths = [it.path for it in loaded.manifest.items]
+    st.subheader("Most central images of each cluster")
+    for j, rows in enumerate(central_rows(c, COLUMNS)):
+        st.markdown(f"**Cluster {j}** · {sizes[j]} images")
+        image_grid(ix, [paths[r] for r in rows], f"central-{j}",
+                   [f"{c.scores[r]:.3f} · {plain(paths[r])}" for r in rows], searchable=False)
+
+    st.subheader("Browse one cluster")
+    left, right = st.columns(2)
+    j = left.selectbox("Cluster", range(k), key="browse_cluster", format_func=lambda j: f"{j} ({sizes[j]} images)")
+    members = sorted(range(m), key=lambda r: (c.labels[r] != j, -c.scores[r]))[:sizes[j]]
+    pages = max(1, -(-len(members) // PAGE_SIZE))
+    page = right.number_input(f"Page (of {pages})", 1, pages, 1, key=f"browse_page_{k}_{j}")
+    shown = members[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
+    image_grid(ix, [paths[r] for r in shown], "member", [f"{c.scores[r]:.3f} · {plain(paths[r])}" for r in shown])
+
+
+def page_map(ix: tuple[str, int], loaded) -> None:
+    st.header("Map of the collection")
+    methods = ["pca", "umap"] if umap_available() else ["pca"]
+    method = st.radio("Projection", methods, horizontal=True, key="projection",
+                      help=None if umap_available() else "install umap-learn for UMAP")
+    xy = projection(*ix, method)
+    choice = st.selectbox("Colour by K-means clusters, K =", ["automatic", *range(2, min(50, len(xy)) + 1)],
+                          key="k_map")
+    k = auto_k(*ix)[0] if choice == "automatic" else int(choice)
+    labels = clusters(*ix, k).clustering.labels
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": labels.astype(str),
+                       "image": [it.path for it in loaded.manifest.items]})
+    pick = alt.selection_point(name="pick", fields=["image"], on="click")
+    chart = (alt.Chart(df).mark_circle(size=16, opacity=0.7)
+             .encode(x=alt.X("x", title=f"{method.upper()} 1"), y=alt.Y("y", title=f"{method.upper()} 2"),
+                     color=alt.Color("cluster:N", title=f"cluster (K={k})"), tooltip=["image", "cluster"])
+             .add_params(pick).properties(height=520))
+    event = st.altair_chart(chart, on_select="rerun", key="map_chart", width="stretch")
+    st.caption("Hover a point for its name; click it to see the image.")
+    picked = [p["image"] for p in (event.selection.get("pick") or []) if "image" in p] if event else []
+    if picked:
+        image_grid(ix, picked[:COLUMNS], "picked")
+
+
+def page_duplicates(ix: tuple[str, int], loaded) -> None:
+    st.header("Duplicates")
+    suggested = default_threshold(*ix)
+    threshold = st.slider("Near-duplicate threshold (cosine similarity)", 0.5, 1.0, suggested, 0.001, format="%.3f",
+                          key="dup_threshold",
+                          help=f"Starts at {suggested:.3f}: about 1% of this collection's images have a neighbour "
+                               f"above it. Raise it for fewer, closer pairs.")
+    try:
+        found = duplicates(*ix, round(threshold, 3))
+    except TooManyPairs as e:
+        st.warning(str(e))
+        return
+    paths = [it.path for it in loaded.manifest.items]
+    exact, near = st.columns(2, gap="large")
+    with exact:
+        st.subheader(f"Exact ({len(found['exact'])} groups)")
+        st.caption("Byte-identical files (same sha256).")
+        if not found["exact"]:
+            st.info("No two indexed files have the same bytes.")
+        for g, rows in enumerate(found["exact"][:20]):
+            st.markdown(f"**Group {g + 1}** · {len(rows)} files")
+            shown = rows[:COLUMNS // 2]
+            for start in range(0, len(shown), 3):
+                for col, r in zip(st.columns(3), shown[start:start + 3]):
+                    with col:
+                        show_thumb(ix, paths[r])
+                        st.caption(plain(paths[r]))
+    with near:
+        st.subheader(f"Near ({len(found['near'])} groups)")
+        st.caption(f"Connected by pairs with cosine ≥ {threshold:.3f} (byte-identical pairs listed as exact).")
+        if not found["near"]:
+            st.info("No pair of different files reaches this threshold.")
+        for g, group in enumerate(sorted(found["near"], key=lambda g: -max(s for _, _, s in g["pairs"]))[:20]):
+            best = sorted(group["pairs"], key=lambda p: -p[2])[:3]
+            st.markdown(f"**Group {g + 1}** · {len(group['rows'])} images · best pair {best[0][2]:.3f}")
+            shown = list(dict.fromkeys(r for a, b, _ in best for r in (a, b)))[:3]
+            for col, r in zip(st.columns(3), shown):
+                with col:
+                    show_thumb(ix, paths[r])
+                    st.caption(plain(paths[r]))
+    if len(found["exact"]) > 20 or len(found["near"]) > 20:
+        st.caption("Showing the first 20 groups of each kind (near: highest scores first); "
+                   "`python -m pipelines.duplicates --index INDEX_DIR --json` lists them all.")
+
+
+def page_about(ix: tuple[str, int], loaded) -> None:
+    st.header("About this index")
+    m = loaded.manifest
+    enc = m.encoder.get("config", {})
+    training = enc.get("training", {}) if isinstance(enc, dict) else {}
+    rows = {
+        "Images": f"{m.count:,}",
+        "Collection folder": m.data_root,
+        "Index": f"{m.index_key} ({m.metric}, dim {m.dim})",
+        "Search parameters": ", ".join(f"{k}={v}" for k, v in m.search_params.items()) or "none",
+        "Built": m.created or "unknown",
+        "Encoder method": enc.get("method") or training.get("method") or "unknown",
+        "Backbone": f"{enc.get('backbone', '?')} at {enc.get('image_size', '?')} px",
+        "Training run": m.encoder.get("path", "?"),
+        "Encoder sha256": m.encoder.get("sha256", "?")[:16] + "…",
+        "Skipped when indexing": str(m.skipped.get("total", 0)) if m.skipped else "0",
+        "Index folder": str(loaded.directory),
+    }
+    st.table(pd.DataFrame({"Value": list(rows.values())}, index=pd.Index(list(rows.keys()), name="Field")))
+    if training:
+        with st.expander("Full training configuration"):
+            st.json(training)
+
+
+def main() -> None:
+    st.set_page_config(page_title="Image search", layout="wide")
+    st.session_state.setdefault("index_dir", index_from_argv(sys.argv[1:]))
+    with st.sidebar:
+        st.title("Image search")
+        page = st.radio("Page", PAGES, key="page")
+        index_dir = st.text_input("Index folder", key="index_dir",
+                                  help="A folder written by `python -m pipelines.build_index`")
+    index_dir = str(Path(index_dir).expanduser())
+    ix = (index_dir, manifest_stamp(index_dir))
+    try:
+        loaded = get_index(*ix)
+    except IndexLoadError as e:
+        st.error(f"Cannot open the index: {e}")
+        st.markdown("Build the sample collection's index with `make demo`, or index your own images with "
+                    "`python -m pipelines.build_index --data DIR --encoder RUN_DIR --out INDEX_DIR`, "
+                    "then open it with `streamlit run app.py -- --index INDEX_DIR`.")
+        return
+    st.sidebar.caption(f"{loaded.manifest.count:,} images · {loaded.manifest.index_key}")
+    {"Search": page_search, "Clusters": page_clusters, "Map": page_map,
+     "Duplicates": page_duplicates, "About": page_about}[page](ix, loaded)
+
+
+main()

@@ -1,0 +1,117 @@
+"""Drive `streamlit run app.py` in Debian's Chromium through Playwright (shared by tests and benches).
+
+    with served_app(index_dir) as url, chromium() as browser: ...
+
+No browser download: Playwright's Python package drives /usr/bin/chromium
+(`apt-get install chromium`; `.ci/sysdeps.sh` installs it).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM when the process that started it dies (even by SIGKILL)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def served_app(index_dir: str | os.PathLike, timeout: float = 120):
+    """`streamlit run app.py -- --index INDEX_DIR` on a free localhost port; yields its URL; always stopped."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false", "--", "--index", str(index_dir)]
+    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=_die_with_parent)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError(f"streamlit not healthy after {timeout:.0f} s; see {log.name}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url: str, width: int = 1400, height: int = 900, timeout_ms: int = 120_000):
+    """A new tab on the app, waited until the script's first run has drawn the sidebar's page picker."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(timeout_ms)
+    page.goto(url)
+    page.wait_for_selector("section[data-testid='stSidebar'] [role='radiogroup']")
+    return page
+
+
+def goto_page(page, name: str) -> None:
+    page.locator("section[data-testid='stSidebar'] label").filter(has_text=name).first.click()
+    page.wait_for_selector(f"h2:has-text('{name if name != 'Search' else 'Search by example'}')")
+
+
+def upload(page, files: list[str | os.PathLike]) -> None:
+    page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files([str(f) for f in files])
+
+
+def first_result_text(page, query: int = 0) -> str:
+    """Text of the first hit of query `query` once the grid is rendered."""
+    hit = page.locator(f".st-key-results-{query} .st-key-results-{query}-hit-0")
+    hit.wait_for(state="visible")
+    return hit.inner_text()
+
+
+def settle(page, ms: int = 500) -> None:
+    """Wait until the script run has finished: no spinner, no stale (faded) element of the previous run."""
+    page.wait_for_selector("[data-testid='stSpinner']", state="detached")
+    page.wait_for_function("document.querySelectorAll('[data-stale=\"true\"]').length === 0")
+    page.wait_for_timeout(ms)  # let images and charts paint

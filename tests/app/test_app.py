@@ -1,0 +1,107 @@
+"""Every page of app.py through streamlit's AppTest (no browser), on a tiny generated index."""
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from encoders.imagefolder import MAX_IMAGE_PIXELS
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+PAGES = ("Search", "Clusters", "Map", "Duplicates", "About")
+
+
+@pytest.fixture
+def app(app_index, monkeypatch) -> AppTest:
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(app_index)])
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def first_hit(at: AppTest) -> str:
+    """Caption of the first result: '**1.** 0.998 · path'."""
+    hit = [c for c in captions(at) if c.startswith("**1.**")]
+    assert hit, captions(at)
+    return hit[0]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(app, page):
+    app.sidebar.radio(key="page").set_value(page).run()
+    assert not app.exception, app.exception
+    assert not errors(app)
+    assert app.header[0].value
+
+
+def test_clusters_for_a_chosen_k_and_paging(app):
+    app.sidebar.radio(key="page").set_value("Clusters").run()
+    app.selectbox(key="k_clusters").set_value(3).run()
+    assert not app.exception
+    assert len(app.selectbox(key="browse_cluster").options) == 3
+    assert any(m.value.startswith("**Cluster 2**") for m in app.markdown)
+
+
+def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):
+    data = Path(__import__("json").loads((app_index / "manifest.json").read_text())["data_root"])
+    upload = (data / "rectangle_3_004.png").read_bytes()
+    app.file_uploader(key="uploads").upload("my query.png", upload, "image/png").run()
+    assert not app.exception and not errors(app)
+    hit = first_hit(app)
+    assert hit.endswith("rectangle\\_3\\_004\\.png") and "1.000" in hit
+    assert any("neighbours in" in c for c in captions(app))
+
+
+def test_more_like_this_and_search_by_name(app):
+    app.text_input(key="name_query").input("ellipse_3_000.png").run()
+    assert not app.exception
+    assert first_hit(app).endswith("ellipse\\_again\\.jpg")  # the re-encoded copy, itself left out
+    app.button(key="results-0-hit-btn-1").click().run()  # the second result becomes the query
+    assert not app.exception and app.subheader[0].value.startswith("Query: ")
+    assert app.session_state.indexed_query not in ("ellipse_3_000.png", None)
+
+
+def png_bytes(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (w, h)).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data, reason", [
+    ("notes.txt", b"just some text", "not a decodable image"),
+    ("corrupt.png", b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50, "cannot be searched"),
+    ("empty.jpg", b"", "empty"),
+    ("huge.png", b"\x00" * (20 * 1024 * 1024 + 1), "over the 20 MB limit"),
+    ("bomb.png", None, "decompression bomb"),
+])
+def test_bad_uploads_show_a_message(app, name, data, reason):
+    if data is None:  # tiny file, enormous declared size
+        side = int(np.sqrt(MAX_IMAGE_PIXELS * 2.5)) + 1
+        data = png_bytes(side, side)
+        assert len(data) < 2_000_000
+    app.file_uploader(key="uploads").upload(name, data, "application/octet-stream").run()
+    assert not app.exception
+    msgs = errors(app)
+    assert len(msgs) == 1 and reason in msgs[0] and "Traceback" not in msgs[0], msgs
+
+
+def test_missing_index_says_how_to_build_one(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(tmp_path / "nope")])
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "Cannot open the index" in errors(at)[0]
+    assert any("make demo" in m.value for m in at.markdown)
