@@ -70,7 +70,7 @@ def bench_one(xb: np.ndarray, xq: np.ndarray, I_true: np.ndarray, key: str, late
     build_rss = rss_mb("VmHWM")
     _, I = search(index, xq, 10)
     lat, threads = [], faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see docs/index.md)
+    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see README, Index benchmarks)
     for q in xq[:latency_queries]:
         t = time.perf_counter()
         search(index, q[None], 10)

@@ -74,3 +74,10 @@ def test_bad_arguments_are_one_line_errors(shape_folder, tmp_path, capsys):
     assert "larger than the 256 readable images" in capsys.readouterr().err
     assert pretrain.main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+def test_new_run_in_old_folder_starts_a_new_log(shape_folder, tmp_path):
+    out = tmp_path / "run"
+    first = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "3")
+    second = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "2")
+    assert len(losses(first)) == 3 and sorted(losses(second)) == [1, 2]
