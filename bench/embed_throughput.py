@@ -97,7 +97,6 @@ def main(argv=None) -> int:
             make_photos(root, args.images, args.photo_size)
         files = scan_images(root)
         ours(files[:args.batch_size], backbone, cfg, args.batch_size, args.workers)  # warm-up (page cache, kernels)
-        threads = torch.get_num_threads()
         loop_ips = plain_loop(files[:args.loop_images], backbone, cfg)
         torch.set_num_threads(1)  # the loop's best case on a busy CPU: no OpenMP barrier waits
         loop1_ips = plain_loop(files[:args.loop_images], backbone, cfg)

@@ -45,19 +45,25 @@ class EncoderConfig:
         return cls(**known)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: all or nothing."""
+def atomic_write_with(path: str | os.PathLike, write) -> None:
+    """`write(tmp_path)` into a temp file beside `path`, fsync it, then os.replace: readers
+    see the old file or the new one, never half of one. Files get the usual 0644 mode."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -77,16 +83,7 @@ def save_encoder(run_dir: str | os.PathLike, backbone: nn.Module, cfg: EncoderCo
     run_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in backbone.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".encoder.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={"format": "pt"})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / ENCODER_FILE)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(run_dir / ENCODER_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_json(run_dir / CONFIG_FILE, asdict(cfg))
 
 

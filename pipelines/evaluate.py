@@ -24,7 +24,7 @@ from PIL import Image
 from encoders.backbones import build_backbone
 from encoders.embed import embed_tensor
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy
-from encoders.fashion_mnist import CLASSES, load_fashion_mnist
+from encoders.fashion_mnist import load_fashion_mnist
 from encoders.imagefolder import decode_folder, resize_center_crop
 from encoders.runtime import pick_device
 from encoders.store import EncoderConfig, EncoderLoadError, atomic_write_json, load_encoder

@@ -16,9 +16,7 @@ import copy
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,7 +30,7 @@ from encoders.imagefolder import decode_folder
 from encoders.methods import METHODS, MoCo, SimCLR
 from encoders.optim import build_optimizer, warmup_cosine
 from encoders.runtime import autocast, pick_device, pick_precision
-from encoders.store import EncoderConfig, atomic_write_json, save_encoder
+from encoders.store import EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, save_encoder
 
 log = logging.getLogger("pipelines.pretrain")
 
@@ -111,16 +109,7 @@ def build_method(cfg: PretrainConfig) -> torch.nn.Module:
 def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int, cfg: PretrainConfig) -> None:
     ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "total_steps": total_steps, "config": asdict(cfg)}
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".checkpoint.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(ckpt, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, run_dir / CHECKPOINT)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
 
 
 def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
@@ -253,11 +242,8 @@ def plot_losses(run_dir: Path) -> None:
     ax.set_title(run_dir.name)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".loss.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp)
+    atomic_write_with(run_dir / "loss.png", lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    os.replace(tmp, run_dir / "loss.png")
 
 
 def _trim_metrics(run_dir: Path, step: int) -> None:
@@ -266,9 +252,7 @@ def _trim_metrics(run_dir: Path, step: int) -> None:
     if path.is_file():
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
         keep = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
 
 
 def run(cfg: PretrainConfig) -> dict:
