@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -36,6 +37,7 @@ log = logging.getLogger("pipelines.pretrain")
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+SNAPSHOTS = "snapshots"
 
 
 @dataclass
@@ -66,6 +68,7 @@ class PretrainConfig:
     channels_last: bool = True
     workers: int | None = None
     checkpoint_minutes: float = 5.0
+    snapshot_minutes: float | None = None  # also save the backbone every M minutes of the run
     log_every: int = 10
     progress: bool = True
 
@@ -226,6 +229,15 @@ def calibrate_steps_per_second(trainer: Trainer, n_warm: int = 5, n_timed: int =
     return rate
 
 
+def save_snapshot(run_dir: Path, backbone, enc_cfg: EncoderConfig, step: int, elapsed: float) -> Path:
+    """The backbone after `step` steps, as a loadable encoder folder RUN_DIR/snapshots/stepNNNNNNN,
+    with summary.json {step, seconds since the run started (decoding included)}."""
+    snap = run_dir / SNAPSHOTS / f"step{step:07d}"
+    save_encoder(snap, backbone, enc_cfg)
+    atomic_write_json(snap / "summary.json", {"step": step, "seconds": elapsed})
+    return snap
+
+
 def plot_losses(run_dir: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -301,6 +313,7 @@ def run(cfg: PretrainConfig) -> dict:
         start_step = 0
         total_steps = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
         (run_dir / METRICS).unlink(missing_ok=True)  # a new run starts a new log
+        shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)  # and new snapshots
     warmup_steps = int(round(cfg.warmup_epochs * spe))
 
     trainer = Trainer(cfg, model, optimizer, images, device, precision, lrs=[base_lr])
@@ -320,11 +333,17 @@ def run(cfg: PretrainConfig) -> dict:
                             method=cfg.method, training=asdict(cfg))
     atomic_write_json(run_dir / "config.json", asdict(enc_cfg))
     last_save = [time.perf_counter()]
+    next_snapshot = [cfg.snapshot_minutes * 60 if cfg.snapshot_minutes else math.inf]
 
     def on_checkpoint(step: int, force: bool) -> None:
         if force or time.perf_counter() - last_save[0] >= cfg.checkpoint_minutes * 60:
             save_checkpoint(run_dir, model, optimizer, step, total_steps, cfg)
             last_save[0] = time.perf_counter()
+        elapsed = time.perf_counter() - t_start
+        if elapsed >= next_snapshot[0]:
+            save_snapshot(run_dir, model.backbone, enc_cfg, step, elapsed)
+            every = cfg.snapshot_minutes * 60
+            next_snapshot[0] = (elapsed // every + 1) * every  # intervals spent decoding are skipped
 
     log.info("training %s/%s on %s (%s, channels_last=%s): %d images, batch %d, %d steps/epoch, "
              "steps %d..%d, optimizer %s lr %.3g", cfg.method, cfg.backbone, device, precision,
@@ -395,6 +414,8 @@ def parse_args(argv=None) -> PretrainConfig:
     p.add_argument("--channels-last", default=True, action=argparse.BooleanOptionalAction)
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--snapshot-minutes", type=float, default=None,
+                   help="also save the backbone to RUN_DIR/snapshots/stepNNNNNNN every M minutes (kNN-vs-time curves)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = vars(p.parse_args(argv))

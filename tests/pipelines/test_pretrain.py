@@ -81,3 +81,20 @@ def test_new_run_in_old_folder_starts_a_new_log(shape_folder, tmp_path):
     first = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "3")
     second = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "2")
     assert len(losses(first)) == 3 and sorted(losses(second)) == [1, 2]
+
+
+def test_snapshots_are_loadable_encoders_in_time_order(shape_folder, tmp_path):
+    out = tmp_path / "run"
+    run_pretrain(shape_folder, out, "--epochs", "2", "--snapshot-minutes", "0.0001")  # every 6 ms
+    snaps = sorted((out / "snapshots").iterdir())
+    assert len(snaps) >= 2, snaps
+    info = [json.loads((s / "summary.json").read_text()) for s in snaps]
+    steps, seconds = [i["step"] for i in info], [i["seconds"] for i in info]
+    assert steps == sorted(set(steps)) and 1 <= steps[0] and steps[-1] <= 16
+    assert seconds == sorted(seconds) and seconds[1] - seconds[0] >= 0.0001 * 60
+    for snap in snaps:
+        backbone, cfg = load_encoder(snap)
+        assert cfg.backbone == "smallcnn" and cfg.image_size == 16
+    # a new run in the same folder does not keep the old run's snapshots
+    run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "1")
+    assert not (out / "snapshots").exists()
