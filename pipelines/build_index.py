@@ -30,6 +30,7 @@ from encoders.runtime import pick_device, pick_precision
 from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
 from index.faiss_index import build_index, choose_index_key, default_search_params, supports_remove, update_index
 from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir
+from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -260,14 +261,8 @@ def parse_args(argv=None) -> BuildConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        run(cfg)
-    except ValueError as e:  # IndexLoadError, EncoderLoadError, bad arguments
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(cfg))  # IndexLoadError, EncoderLoadError, bad arguments
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 from encoders.store import atomic_write_json
 from index.clusters import CLUSTERS, central_rows, cluster_collection
 from index.store import load_index
+from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,8 @@ def parse_args(argv=None) -> ClusterConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        run(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(cfg))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from pipelines import build_index, cluster, evaluate, export_fashion_mnist, pretrain
+from pipelines.cli import setup_logging
 
 log = logging.getLogger("pipelines.demo")
 
@@ -82,7 +83,7 @@ def build_sample_collection(out: Path, fmnist_limit: int | None = None) -> None:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     p = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/sample")
     p.add_argument("--run", default="runs/demo")

@@ -18,6 +18,7 @@ from pathlib import Path
 from encoders.store import atomic_write_json
 from index.duplicates import find_duplicates
 from index.store import load_index
+from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
 DUPLICATES = "duplicates.json"
@@ -54,21 +55,18 @@ def parse_args(argv=None) -> DuplicatesConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        result = run(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if cfg.json:
+    return run_cli(lambda: print_result(run(cfg), cfg.json))
+
+
+def print_result(result: dict, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(result, indent=1))
-    else:
-        for g in result["exact"]:
-            print("exact: " + "  ".join(g["paths"]))
-        for g in result["near"]:
-            print("near:  " + "  ".join(f"{p['a']} ~ {p['b']} ({p['score']:.3f})" for p in g["pairs"]))
-    return 0
+        return
+    for g in result["exact"]:
+        print("exact: " + "  ".join(g["paths"]))
+    for g in result["near"]:
+        print("near:  " + "  ".join(f"{p['a']} ~ {p['b']} ({p['score']:.3f})" for p in g["pairs"]))
 
 
 if __name__ == "__main__":

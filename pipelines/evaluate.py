@@ -27,7 +27,8 @@ from encoders.evaluation import knn_accuracy, linear_probe_accuracy
 from encoders.fashion_mnist import load_fashion_mnist
 from encoders.imagefolder import decode_folder, resize_center_crop
 from encoders.runtime import pick_device
-from encoders.store import EncoderConfig, EncoderLoadError, atomic_write_json, load_encoder
+from encoders.store import EncoderConfig, atomic_write_json, load_encoder
+from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.evaluate")
 
@@ -161,14 +162,8 @@ def parse_args(argv=None) -> EvalConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        print_table(run(cfg))
-    except (ValueError, FileNotFoundError, EncoderLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: print_table(run(cfg)), errors=(ValueError, FileNotFoundError))  # EncoderLoadError is a ValueError
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from encoders.fashion_mnist import CLASSES, load_fashion_mnist
+from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.export_fashion_mnist")
 
@@ -38,20 +39,17 @@ def export(split: str, out: Path, labelled: bool = False, limit: int | None = No
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     p = argparse.ArgumentParser(prog="python -m pipelines.export_fashion_mnist", description=__doc__.split("\n\n")[0])
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--out", required=True)
     p.add_argument("--labelled", action="store_true", help="one subfolder per class")
     p.add_argument("--limit", type=int, default=None)
     args = p.parse_args(argv)
-    try:
+
+    def work():
         n = export(args.split, Path(args.out), args.labelled, args.limit)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    log.info("%s holds %d Fashion-MNIST %s images", args.out, n, args.split)
-    return 0
+        log.info("%s holds %d Fashion-MNIST %s images", args.out, n, args.split)
+    return run_cli(work, errors=(FileNotFoundError, ValueError))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from encoders.methods import METHODS, MoCo, SimCLR
 from encoders.optim import build_optimizer, warmup_cosine
 from encoders.runtime import autocast, pick_device, pick_precision
 from encoders.store import EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, save_encoder
+from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.pretrain")
 
@@ -426,15 +427,12 @@ def parse_args(argv=None) -> PretrainConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
+
+    def work():
         cfg.resolve()
         run(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(work)
 
 
 if __name__ == "__main__":

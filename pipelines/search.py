@@ -26,6 +26,7 @@ from encoders.imagefolder import SkipReport, UnreadableImage, open_rgb, scan_ima
 from encoders.runtime import pick_device
 from encoders.store import EncoderConfig, load_recorded_encoder
 from index.store import Hit, LoadedIndex, Manifest, load_index, search_vectors
+from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -111,21 +112,18 @@ def parse_args(argv=None) -> SearchConfig:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = parse_args(argv)
-    try:
-        results = run(cfg)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if cfg.json:
+    return run_cli(lambda: print_results(run(cfg), cfg.json))
+
+
+def print_results(results: list[dict], as_json: bool) -> None:
+    if as_json:
         print(json.dumps(results, indent=1))
-    else:
-        for r in results:
-            print(f"query: {r['query']}")
-            for rank, h in enumerate(r["neighbours"], 1):
-                print(f"  {rank:3d}  {h['score']:.4f}  {h['path']}")
-    return 0
+        return
+    for r in results:
+        print(f"query: {r['query']}")
+        for rank, h in enumerate(r["neighbours"], 1):
+            print(f"  {rank:3d}  {h['score']:.4f}  {h['path']}")
 
 
 if __name__ == "__main__":
