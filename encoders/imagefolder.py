@@ -246,4 +246,6 @@ def decode_folder(root: str | os.PathLike, size: int, workers: int | None = None
     keep = good.nonzero().flatten()
     if len(keep) == 0:
         raise ValueError(f"--data {root}: no readable image ({skips.summary()})")
+    if len(keep) == len(files):
+        return files, out, skips  # nothing to drop: no second copy of the whole cache
     return [files[i] for i in keep.tolist()], out[keep], skips
