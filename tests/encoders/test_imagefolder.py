@@ -99,5 +99,5 @@ def test_open_rgb_reasons(tmp_path):
     (tmp_path / "t.jpg").write_text("nope")
     with pytest.raises(UnreadableImage, match="not a decodable image"):
         open_rgb(tmp_path / "t.jpg")
-    with pytest.raises(UnreadableImage, match="disappeared"):
+    with pytest.raises(UnreadableImage, match="^vanished"):
         open_rgb(tmp_path / "gone.jpg")
