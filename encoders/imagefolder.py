@@ -28,6 +28,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 # Refuse images whose header declares more pixels than this (decompression bombs).
 MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+BOMB_GUARD = f"over the {MAX_IMAGE_PIXELS:,}-pixel decompression bomb guard"
 
 
 class UnreadableImage(Exception):
@@ -86,7 +87,7 @@ class SkipReport:
         if not self.total:
             return "skipped 0 files"
         parts = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
-        return f"skipped {self.total} files ({parts})"
+        return f"skipped {self.total} file{'s' if self.total > 1 else ''} ({parts})"
 
     def as_dict(self) -> dict:
         return {"total": self.total, "by_reason": dict(self.reasons), "examples": self.examples}
@@ -153,7 +154,7 @@ def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None
                 if w < 1 or h < 1:
                     raise UnreadableImage("image has no pixels")
                 if w * h > MAX_IMAGE_PIXELS:
-                    raise UnreadableImage("too many pixels", f"{w}x{h} declared, limit {MAX_IMAGE_PIXELS:,}")
+                    raise UnreadableImage("too many pixels", f"{w}x{h} declared, {BOMB_GUARD}")
                 if draft_size and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
                 img.seek(0)
@@ -163,7 +164,7 @@ def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UnreadableImage("too many pixels", f"over {MAX_IMAGE_PIXELS:,} declared") from None
+        raise UnreadableImage("too many pixels", BOMB_GUARD) from None
     except Image.UnidentifiedImageError:
         empty = isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0
         raise UnreadableImage("empty file" if empty else "not a decodable image") from None
