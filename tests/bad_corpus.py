@@ -117,6 +117,8 @@ def make_corpus(root: Path, seed: int = 0) -> Corpus:
     corpus.skipped["loop.jpg"] = "symlink loop"
     os.symlink(".", root / "loopdir")  # a folder symlink into its own parent: never walked
     corpus.skipped["loopdir"] = "symlinked folder not followed"
+    os.symlink("moved away.jpg", root / "dangling.jpg")
+    corpus.skipped["dangling.jpg"] = "broken symlink"
     return corpus
 
 

@@ -49,7 +49,7 @@ def test_pretrain_uses_exactly_the_usable_images(corpus_run):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["images"] == len(c.usable) == 16
     assert summary["skipped"]["by_reason"] == dict(c.reasons())
-    assert summary["skipped"]["total"] == len(c.skipped) == 9
+    assert summary["skipped"]["total"] == len(c.skipped) == 10
     assert summary["step"] == 2 and (run / "encoder.safetensors").is_file()
 
 
@@ -70,8 +70,8 @@ def test_build_and_update_use_exactly_the_usable_images(corpus, corpus_run, tmp_
     assert build(corpus, encoder, out) == 0
     paths, skipped = indexed(out)
     assert paths == corpus.usable
-    assert skipped["by_reason"] == dict(corpus.reasons()) and skipped["total"] == 9
-    assert "skipped 9 files (" in caplog.text and "Traceback" not in caplog.text
+    assert skipped["by_reason"] == dict(corpus.reasons()) and skipped["total"] == 10
+    assert "skipped 10 files (" in caplog.text and "Traceback" not in caplog.text
     ids = {it.path: it.id for it in load_index(out, use_gpu=False).manifest.items}
 
     # --update after the folder changed: one good file removed, one replaced by a truncated copy,
@@ -91,7 +91,7 @@ def test_build_and_update_use_exactly_the_usable_images(corpus, corpus_run, tmp_
     expected = corpus.reasons()
     expected.update(["corrupt image", "not a decodable image"])
     assert skipped["by_reason"] == dict(expected)
-    assert "added 1, changed 0, removed 2, unchanged 14, skipped 11" in caplog.text
+    assert "added 1, changed 0, removed 2, unchanged 14, skipped 12" in caplog.text
     for it in load_index(out, use_gpu=False).manifest.items:  # files that stayed keep their ids
         assert it.id == ids.get(it.path, it.id)
 
