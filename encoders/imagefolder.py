@@ -2,10 +2,12 @@
 
 Contract: `scan_images(root)` lists candidate files (recursive, sorted, by extension);
 `open_rgb(path)` returns an RGB `PIL.Image` with EXIF orientation applied or raises
-`UnreadableImage` with a one-line reason. Nothing here ever needs labels.
+`UnreadableImage` whose `reason` is one short category (counted in `SkipReport`) and whose
+`detail` says more about that file. Nothing here ever needs labels.
 """
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -26,10 +28,34 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", 
 # Refuse images whose header declares more pixels than this (decompression bombs).
 MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+BOMB_GUARD = f"over the {MAX_IMAGE_PIXELS:,}-pixel decompression bomb guard"
 
 
 class UnreadableImage(Exception):
-    """A file that cannot be used as an image; the message is the reason."""
+    """A file that cannot be used as an image: `reason` is a short category ("corrupt image",
+    "too many pixels", "vanished", ...), `detail` what went wrong with this file."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(reason, detail)  # both in args: survives pickling out of DataLoader workers
+        self.reason, self.detail = reason, detail
+
+    def __str__(self) -> str:
+        return f"{self.reason} ({self.detail})" if self.detail else self.reason
+
+
+def file_error(e: OSError, path: str | os.PathLike | None = None) -> UnreadableImage:
+    """An OSError from the file system (not from a decoder) -> UnreadableImage with its category."""
+    if e.errno == errno.ENOENT:
+        if path is not None and os.path.islink(path):
+            return UnreadableImage("broken symlink", f"points to missing {os.readlink(path)}")
+        return UnreadableImage("vanished", "no longer there when read")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return UnreadableImage("permission denied")
+    if e.errno == errno.ELOOP:
+        return UnreadableImage("symlink loop")
+    if e.errno == errno.EISDIR:
+        return UnreadableImage("is a directory")
+    return UnreadableImage("unreadable file", e.strerror or str(e))
 
 
 @dataclass
@@ -41,13 +67,14 @@ class SkipReport:
     max_warnings: int = 20
     warned: int = 0
 
-    def add(self, path: str | os.PathLike, reason: str) -> None:
+    def add(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:
+        """Count `path` under `reason` (a short category); `detail` only goes to the log."""
         self.reasons[reason] += 1
         self.examples.setdefault(reason, [])
         if len(self.examples[reason]) < 5:
             self.examples[reason].append(str(path))
         if self.warned < self.max_warnings:
-            log.warning("skipped %s: %s", path, reason)
+            log.warning("skipped %s: %s", path, f"{reason} ({detail})" if detail else reason)
             self.warned += 1
             if self.warned == self.max_warnings:
                 log.warning("further skipped files are counted but not listed")
@@ -60,17 +87,18 @@ class SkipReport:
         if not self.total:
             return "skipped 0 files"
         parts = ", ".join(f"{n} {r}" for r, n in self.reasons.most_common())
-        return f"skipped {self.total} files ({parts})"
+        return f"skipped {self.total} file{'s' if self.total > 1 else ''} ({parts})"
 
     def as_dict(self) -> dict:
         return {"total": self.total, "by_reason": dict(self.reasons), "examples": self.examples}
 
 
 def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> list[Path]:
-    """All files under `root` with an image extension, sorted, symlink loops not followed.
+    """All files under `root` with an image extension, sorted; symlinked folders are not followed.
 
-    Files with other extensions are counted in `skips` as "not an image file".
-    Raises ValueError if `root` is not a directory.
+    Files with other extensions are counted in `skips` as "not an image file", symlinked
+    folders (which may loop) as "symlinked folder not followed". A directory named `x.jpg`
+    is walked like any folder. Raises ValueError if `root` is not a directory.
     """
     root = Path(root)
     if not root.is_dir():
@@ -78,6 +106,9 @@ def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> lis
     skips = skips if skips is not None else SkipReport()
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+        for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            dirnames.remove(name)
+            skips.add(Path(dirpath) / name, "symlinked folder not followed")
         dirnames.sort()
         for name in filenames:
             path = Path(dirpath) / name
@@ -107,11 +138,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Image:
-    """Decode `path` (first frame of animations) to RGB with EXIF orientation applied.
+def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None = None) -> Image.Image:
+    """Decode `path` (or a binary file object; first frame of animations) to RGB, EXIF orientation applied.
 
-    `draft_size` lets JPEG decode at a reduced scale that still covers that size.
-    Raises UnreadableImage with a short reason for anything that is not a usable image.
+    `draft_size` lets JPEG decode at a reduced scale that still covers that size. Headers
+    declaring more than MAX_IMAGE_PIXELS are refused before any pixel is decoded, whatever
+    `PIL.Image.MAX_IMAGE_PIXELS` says. Raises UnreadableImage for anything that is not a
+    usable image.
     """
     try:
         with warnings.catch_warnings():
@@ -120,6 +153,8 @@ def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
                 w, h = img.size
                 if w < 1 or h < 1:
                     raise UnreadableImage("image has no pixels")
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise UnreadableImage("too many pixels", f"{w}x{h} declared, {BOMB_GUARD}")
                 if draft_size and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
                 img.seek(0)
@@ -128,30 +163,30 @@ def open_rgb(path: str | os.PathLike, draft_size: int | None = None) -> Image.Im
                 return to_rgb(img)
     except UnreadableImage:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise UnreadableImage(f"too many pixels (decompression bomb guard): {e}") from None
-    except IsADirectoryError:
-        raise UnreadableImage("is a directory") from None
-    except FileNotFoundError:
-        raise UnreadableImage("file disappeared before it could be read") from None
-    except PermissionError:
-        raise UnreadableImage("permission denied") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnreadableImage("too many pixels", BOMB_GUARD) from None
     except Image.UnidentifiedImageError:
-        raise UnreadableImage("not a decodable image") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as e:
-        raise UnreadableImage(f"corrupt image ({type(e).__name__}: {e})") from None
+        empty = isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0
+        raise UnreadableImage("empty file" if empty else "not a decodable image") from None
+    except OSError as e:
+        if e.errno is not None:  # from the file system; decoders raise OSError without an errno
+            raise file_error(e, path if isinstance(path, (str, os.PathLike)) else None) from None
+        raise UnreadableImage("corrupt image", f"{type(e).__name__}: {e}") from None
+    except Exception as e:  # plugins raise ValueError, SyntaxError, EOFError, struct.error, IndexError...
+        raise UnreadableImage("corrupt image", f"{type(e).__name__}: {e}") from None
 
 
 def open_upload(data: bytes, max_bytes: int) -> Image.Image:
     """Bytes from an upload -> RGB image, or UnreadableImage (too large, not an image, corrupt, bomb).
 
-    The bytes are decoded in memory; nothing (not even the uploaded name) touches the disk.
+    The bytes are decoded in memory; nothing (not even the uploaded name) touches the disk,
+    and only the decoded RGB pixels are returned (no file handle, no metadata beyond `info`).
     """
     if len(data) > max_bytes:
         mb = 1024 * 1024  # the unit of streamlit's server.maxUploadSize
-        raise UnreadableImage(f"file is {len(data) / mb:.1f} MB, over the {max_bytes / mb:g} MB limit")
+        raise UnreadableImage("file too large", f"{len(data) / mb:.1f} MB, over the {max_bytes / mb:g} MB limit")
     if not data:
-        raise UnreadableImage("file is empty")
+        raise UnreadableImage("empty file")
     return open_rgb(io.BytesIO(data))
 
 
@@ -177,9 +212,9 @@ def resize_center_crop(size: int) -> v2.Compose:
 
 
 class ImageFiles(Dataset):
-    """Files -> (index, uint8 (3, S, S) tensor, error string or "").
+    """Files -> (index, uint8 (3, S, S) tensor, UnreadableImage or None).
 
-    A failed decode returns an empty tensor and the reason, so one bad file never stops
+    A failed decode returns an empty tensor and the error, so one bad file never stops
     a DataLoader; `collate_skipping` drops it and the caller counts it.
     """
 
@@ -194,15 +229,15 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int):
         try:
             img = open_rgb(self.files[i], draft_size=self.size)
-            return i, self.transform(img).as_subclass(torch.Tensor), ""
+            return i, self.transform(img).as_subclass(torch.Tensor), None
         except UnreadableImage as e:
-            return i, torch.empty(0, dtype=torch.uint8), str(e)
+            return i, torch.empty(0, dtype=torch.uint8), e
 
 
 def collate_skipping(batch):
-    """Collate (index, tensor, error) triples; returns (ok_idx, images, [(idx, error)])."""
-    ok = [(i, x) for i, x, err in batch if not err]
-    bad = [(i, err) for i, _, err in batch if err]
+    """Collate (index, tensor, error) triples; returns (ok_idx, images, [(idx, UnreadableImage)])."""
+    ok = [(i, x) for i, x, err in batch if err is None]
+    bad = [(i, err) for i, _, err in batch if err is not None]
     idx = torch.tensor([i for i, _ in ok], dtype=torch.long)
     images = torch.stack([x for _, x in ok]) if ok else torch.empty(0, 3, 0, 0, dtype=torch.uint8)
     return idx, images, bad
@@ -240,7 +275,7 @@ def decode_folder(root: str | os.PathLike, size: int, workers: int | None = None
             out[idx] = images
             good[idx] = True
         for i, err in bad:
-            skips.add(files[i], err)
+            skips.add(files[i], err.reason, err.detail)
         bar.update(len(idx) + len(bad))
     bar.close()
     keep = good.nonzero().flatten()

@@ -167,7 +167,10 @@ class LoadedIndex:
         if path not in self._row_of_path:
             raise IndexLoadError(f"{path} is not in the index {self.directory}")
         root = Path(self.manifest.data_root).resolve()
-        f = (root / path).resolve()
+        try:
+            f = (root / path).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            raise IndexLoadError(f"{path} cannot be resolved (symlink loop)") from None
         if not f.is_relative_to(root):
             raise IndexLoadError(f"{path} points outside the indexed folder {root}")
         return f

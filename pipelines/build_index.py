@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from encoders.embed import embed_batch
-from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, scan_images
+from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, file_error, scan_images
 from encoders.runtime import pick_device, pick_precision
 from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
 from index.faiss_index import build_index, choose_index_key, default_search_params, supports_remove, update_index
@@ -73,20 +73,20 @@ def check_same_encoder(manifest: Manifest, record: dict, index_dir) -> None:
 
 
 class HashingImageFiles(ImageFiles):
-    """ImageFiles that also hashes each file's bytes in the worker: (i, image, error, sha256)."""
+    """ImageFiles that also hashes each file's bytes in the worker: (i, image, UnreadableImage or None, sha256)."""
 
     def __getitem__(self, i: int):
         i, x, err = super().__getitem__(i)
         try:
-            sha = file_sha256(self.files[i]) if not err else ""
+            sha = file_sha256(self.files[i]) if err is None else ""
         except OSError as e:
-            return i, torch.empty(0, dtype=torch.uint8), f"unreadable file ({e.strerror})", ""
+            return i, torch.empty(0, dtype=torch.uint8), file_error(e, self.files[i]), ""
         return i, x, err, sha
 
 
 def collate_hashed(batch):
     idx, images, bad = collate_skipping([(i, x, err) for i, x, err, _ in batch])
-    return idx, images, bad, {i: sha for i, _, err, sha in batch if not err}
+    return idx, images, bad, {i: sha for i, _, err, sha in batch if err is None}
 
 
 def default_workers() -> int:
@@ -116,7 +116,7 @@ def embed_files(files: list[Path], backbone, enc: EncoderConfig, cfg: BuildConfi
             for i, sha in shas.items():
                 hashes[i] = sha
             for i, err in bad:
-                skips.add(files[i], err)
+                skips.add(files[i], err.reason, err.detail)
             bar.update(len(idx) + len(bad))
     return ok, emb, hashes
 
@@ -131,6 +131,14 @@ class Plan:
     removed: list[str]
 
 
+def same_content(path: Path, sha256: str) -> bool:
+    """False also when the file cannot be read now: it is re-embedded, and that skips it with the reason."""
+    try:
+        return file_sha256(path) == sha256
+    except OSError:
+        return False
+
+
 def plan_update(rel_paths: list[str], stats: dict[str, os.stat_result], root: Path, old: LoadedIndex | None) -> Plan:
     """Unchanged (same size and mtime, or same content hash) files are reused, never re-embedded."""
     old_rows = {it.path: (r, it) for r, it in enumerate(old.manifest.items)} if old else {}
@@ -142,7 +150,7 @@ def plan_update(rel_paths: list[str], stats: dict[str, os.stat_result], root: Pa
             continue
         row, it = old_rows[rel]
         same_stat = it.size == st.st_size and it.mtime_ns == st.st_mtime_ns
-        if same_stat or (it.size == st.st_size and file_sha256(root / rel) == it.sha256):
+        if same_stat or (it.size == st.st_size and same_content(root / rel, it.sha256)):
             reuse[rel] = (row, Item(rel, st.st_size, st.st_mtime_ns, it.sha256, it.id))
         else:
             embed.append(rel)
@@ -171,8 +179,9 @@ def run(cfg: BuildConfig) -> dict:
     for rel in rel_paths:
         try:
             stats[rel] = (root / rel).stat()
-        except OSError as e:
-            skips.add(root / rel, f"cannot stat ({e.strerror})")
+        except OSError as e:  # vanished since the listing, symlink loop, ...
+            err = file_error(e, root / rel)
+            skips.add(root / rel, err.reason, err.detail)
     rel_paths = [r for r in rel_paths if r in stats]
 
     old = None

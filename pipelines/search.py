@@ -64,7 +64,7 @@ def expand_queries(queries: list[str], skips: SkipReport) -> list[Path]:
         p = Path(q)
         if p.is_dir():
             out += scan_images(p, skips)
-        elif p.is_file():
+        elif p.exists() or p.is_symlink():  # a special or looping file: open_rgb says why it fails
             out.append(p)
         else:
             raise ValueError(f"--query {q}: no such file or folder")
@@ -78,17 +78,19 @@ def run(cfg: SearchConfig) -> list[dict]:
         skips = SkipReport()
         paths = expand_queries(cfg.query, skips)
         backbone, enc = load_query_encoder(loaded.manifest, pick_device(cfg.device), cfg.encoder)
-        readable, decoded = [], []
+        readable, decoded, failed = [], [], []
         for p in paths:  # decode each query first, so one bad file does not stop the others
             try:
                 decoded.append(open_rgb(p, draft_size=enc.image_size))
                 readable.append(p)
             except UnreadableImage as e:
-                skips.add(p, str(e))
+                skips.add(p, e.reason, e.detail)
+                failed.append(f"{p}: {e}")
         if skips.total:
             log.warning("queries: %s", skips.summary())
         if not readable:
-            raise ValueError(f"no readable query image ({skips.summary()})")
+            why = f"; {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") if failed else ""
+            raise ValueError(f"no readable query image ({skips.summary()}){why}")
         for p, hits in zip(readable, search_images(loaded, backbone, enc, decoded, cfg.k)):
             results.append({"query": str(p), "neighbours": [asdict(h) for h in hits]})
     for rel in cfg.indexed:
