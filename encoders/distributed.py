@@ -11,9 +11,33 @@ Legend: N local batch, W world size, D embedding dim.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+def launched_by_torchrun() -> bool:
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def init_from_env(device: torch.device) -> torch.device:
+    """Under torchrun: join the process group (NCCL on CUDA, gloo on CPU) and return this
+    rank's device (cuda:LOCAL_RANK, or cpu). Otherwise return `device` unchanged.
+    MASTER_ADDR / MASTER_PORT (or torchrun's rendezvous) come from the environment."""
+    if not launched_by_torchrun() or is_dist():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
+def shutdown() -> None:
+    if is_dist():
+        dist.destroy_process_group()
 
 
 def is_dist() -> bool:
@@ -75,6 +99,15 @@ def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().clone()
     dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x / dist.get_world_size()
+
+
+def from_rank0(value: int, device: torch.device) -> int:
+    """Rank 0's value on every rank (e.g. a step count measured by timing)."""
+    if not is_dist():
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    dist.broadcast(t, src=0)
+    return int(t.item())
 
 
 def any_rank(flag: bool, device: torch.device) -> bool:
