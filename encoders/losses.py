@@ -1,4 +1,4 @@
-"""Contrastive losses as small modules. Legend: N batch, D embedding dim, K negatives."""
+"""Contrastive losses as small modules. Legend: N batch, D embedding dim, K negatives, W ranks."""
 from __future__ import annotations
 
 import torch

@@ -6,7 +6,7 @@ Each method is an `nn.Module` with
 - `training_loss(view_a, view_b) -> loss`: one step's loss from two batches of views,
 - `after_optimizer_step()`: updates outside autograd (MoCo's momentum encoder).
 New methods (BYOL, DINO, ...) are further subclasses of `ContrastiveMethod`.
-Legend: N batch, D embedding dim, K queue length.
+Legend: N batch, D embedding dim, K queue length, W ranks.
 """
 from __future__ import annotations
 
