@@ -1,9 +1,11 @@
-"""Contrastive losses as small modules. Legend: N batch, D embedding dim, K negatives."""
+"""Contrastive losses as small modules. Legend: N batch, D embedding dim, K negatives, W ranks."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from encoders import distributed
 
 
 class NTXentLoss(nn.Module):
@@ -12,23 +14,40 @@ class NTXentLoss(nn.Module):
     forward(z_a, z_b): z_a, z_b are (N, D) projections of two views of the same N images
     (row i of z_a and row i of z_b are a positive pair). Normalised inside. Returns the
     mean loss over all 2N anchors. With all embeddings equal it is exactly log(2N - 1).
+
+    gather_distributed: under torchrun, each rank's 2N local anchors are contrasted with
+    the 2WN views of all W ranks (gathered with gradients), and the loss is the mean over
+    the local anchors; DDP's gradient averaging then gives exactly the gradient of the
+    loss of one process on the global batch of WN images. No effect in one process.
     """
 
-    def __init__(self, temperature: float = 0.5):
+    def __init__(self, temperature: float = 0.5, gather_distributed: bool = False):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature
+        self.gather_distributed = gather_distributed
 
     def forward(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
         if z_a.shape != z_b.shape or z_a.dim() != 2:
             raise ValueError(f"expected two (N, D) tensors of one shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
         n = z_a.shape[0]
-        z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)  # (2N, D)
-        logits = z @ z.T / self.temperature  # (2N, 2N)
-        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+        z_a = F.normalize(z_a.float(), dim=1)  # (N, D)
+        z_b = F.normalize(z_b.float(), dim=1)  # (N, D)
+        if self.gather_distributed:
+            w, offset = distributed.world_size(), distributed.rank() * n
+            keys = torch.cat([distributed.gather(z_a), distributed.gather(z_b)])  # (2WN, D): all a, then all b
+        else:
+            w, offset = 1, 0
+            keys = torch.cat([z_a, z_b])  # (2N, D)
+        z = torch.cat([z_a, z_b])  # (2N, D) local anchors
+        logits = z @ keys.T / self.temperature  # (2N, 2WN)
+        local = torch.arange(n, device=z.device) + offset  # (N,) global index of the local images
+        self_cols = torch.cat([local, local + w * n])  # (2N,) each anchor's own column
+        self_mask = torch.zeros_like(logits, dtype=torch.bool)
+        self_mask[torch.arange(2 * n, device=z.device), self_cols] = True
         logits = logits.masked_fill(self_mask, float("-inf"))
-        labels = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)  # (2N,)
+        labels = torch.cat([local + w * n, local])  # (2N,) a_i <-> b_i
         return F.cross_entropy(logits, labels)
 
 

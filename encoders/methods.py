@@ -6,7 +6,7 @@ Each method is an `nn.Module` with
 - `training_loss(view_a, view_b) -> loss`: one step's loss from two batches of views,
 - `after_optimizer_step()`: updates outside autograd (MoCo's momentum encoder).
 New methods (BYOL, DINO, ...) are further subclasses of `ContrastiveMethod`.
-Legend: N batch, D embedding dim, K queue length.
+Legend: N batch, D embedding dim, K queue length, W ranks.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from encoders import distributed
 from encoders.heads import MoCoProjectionHead, SimCLRProjectionHead
 from encoders.losses import MoCoInfoNCELoss, NTXentLoss
 
@@ -38,11 +39,14 @@ class ContrastiveMethod(nn.Module):
 
 
 class SimCLR(ContrastiveMethod):
-    """Chen et al. 2020: shared encoder + MLP head, NT-Xent over the 2N views."""
+    """Chen et al. 2020: shared encoder + MLP head, NT-Xent over the 2N views.
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.5):
+    gather_distributed: negatives from all ranks (see `NTXentLoss`)."""
+
+    def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.5,
+                 gather_distributed: bool = False):
         super().__init__(backbone, SimCLRProjectionHead(backbone.feat_dim, out_dim=proj_dim),
-                         NTXentLoss(temperature))
+                         NTXentLoss(temperature, gather_distributed=gather_distributed))
 
     def training_loss(self, view_a, view_b):
         n = view_a.shape[0]
@@ -56,10 +60,15 @@ class MoCo(ContrastiveMethod):
     The key encoder is an EMA of the query encoder, never trained by gradients. The queue
     holds the last K keys (K, D), L2-normalised; both are buffers, so they live in every
     checkpoint's state_dict.
+
+    gather_distributed: every rank enqueues the keys of all ranks, in rank order, so the
+    queue stays identical on all ranks and equals the one-process queue of the global
+    batch. Each rank's BN sees its own batch (no shuffle-BN); use SyncBatchNorm for
+    global statistics.
     """
 
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.2,
-                 queue_size: int = 4096, momentum: float = 0.99):
+                 queue_size: int = 4096, momentum: float = 0.99, gather_distributed: bool = False):
         super().__init__(backbone, MoCoProjectionHead(backbone.feat_dim, out_dim=proj_dim),
                          MoCoInfoNCELoss(temperature))
         if not 0.0 <= momentum <= 1.0:
@@ -67,6 +76,7 @@ class MoCo(ContrastiveMethod):
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.momentum = momentum
+        self.gather_distributed = gather_distributed
         self.key_backbone = copy.deepcopy(backbone)
         self.key_head = copy.deepcopy(self.head)
         for p in self.key_params():
@@ -109,7 +119,7 @@ class MoCo(ContrastiveMethod):
         q = self(view_a)  # (N, D)
         k = self.forward_key(view_b)  # (N, D), no gradient
         loss = self.criterion(q, k, self.queue.clone())
-        self.enqueue(k)
+        self.enqueue(distributed.gather_no_grad(k) if self.gather_distributed else k)  # (W*N, D)
         return loss
 
     def after_optimizer_step(self) -> None:

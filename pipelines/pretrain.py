@@ -8,6 +8,10 @@ device. Data order and augmentations come from (seed, step), so `--resume` conti
 with exactly the losses an uninterrupted run would have had.
 RUN_DIR ends with encoder.safetensors (backbone only), config.json, metrics.jsonl,
 loss.png, and checkpoint.pt (for --resume).
+
+Data parallel: `torchrun --nproc-per-node W -m pipelines.pretrain ...`. --batch-size is
+the global batch; each rank takes its 1/W slice of the same (seed, step) batch, the
+losses gather across ranks, and only rank 0 writes RUN_DIR.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import copy
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from encoders import distributed
 from encoders.augment import AugmentConfig, BatchSimCLRAugment
 from encoders.backbones import BACKBONES, build_backbone
 from encoders.imagefolder import decode_folder
@@ -69,6 +75,7 @@ class PretrainConfig:
     channels_last: bool = True
     workers: int | None = None
     checkpoint_minutes: float = 5.0
+    sync_bn: bool = False  # under torchrun: BN statistics over the global batch (CUDA only)
     snapshot_minutes: float | None = None  # also save the backbone every M minutes of the run
     log_every: int = 10
     progress: bool = True
@@ -102,10 +109,15 @@ class PretrainConfig:
 
 def build_method(cfg: PretrainConfig) -> torch.nn.Module:
     backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    gather = distributed.is_dist()  # negatives / queue keys from all ranks under torchrun
     if cfg.method == "simclr":
-        return SimCLR(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature)
-    return MoCo(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature,
-                queue_size=cfg.queue_size, momentum=cfg.momentum)
+        model = SimCLR(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature, gather_distributed=gather)
+    else:
+        model = MoCo(backbone, proj_dim=cfg.proj_dim, temperature=cfg.temperature,
+                     queue_size=cfg.queue_size, momentum=cfg.momentum, gather_distributed=gather)
+    if cfg.sync_bn and gather:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SimCLR's "global BN"
+    return model
 
 
 # ---- checkpoints: one helper to save, one to restore, a fixed dict ----
@@ -134,8 +146,10 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def step_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed * 7_919 + step * 104_729 + 17)
+def step_generator(seed: int, step: int, device: torch.device, rank: int = 0) -> torch.Generator:
+    """Augmentation randomness of (seed, step) for the images of one rank (rank 0: all
+    images of a one-process run)."""
+    return torch.Generator(device=device).manual_seed(seed * 7_919 + step * 104_729 + 17 + rank * 1_000_000_007)
 
 
 class Trainer:
@@ -149,17 +163,21 @@ class Trainer:
             image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p))
         self.steps_per_epoch = len(images) // cfg.batch_size
         self._perm_epoch, self._perm = -1, None
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+        self.loss_fn = distributed.data_parallel(model, device)  # DDP under torchrun
 
     def batch(self, step: int) -> torch.Tensor:
         epoch, i = divmod(step, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             self._perm, self._perm_epoch = epoch_permutation(len(self.images), self.cfg.seed, epoch), epoch
-        idx = self._perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]
+        idx = self._perm[i * self.cfg.batch_size:(i + 1) * self.cfg.batch_size]  # the global batch
+        n = len(idx) // self.world
+        idx = idx[self.rank * n:(self.rank + 1) * n]  # this rank's slice
         return self.images[idx.to(self.images.device)].to(self.device, non_blocking=True)
 
     def views(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.batch(step)
-        g = step_generator(self.cfg.seed, step, self.device)
+        g = step_generator(self.cfg.seed, step, self.device, self.rank)
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return (self.augment(x, g).contiguous(memory_format=fmt),
                 self.augment(x, g).contiguous(memory_format=fmt))
@@ -169,12 +187,12 @@ class Trainer:
             group["lr"] = float(self.lrs[min(step, len(self.lrs) - 1)])
         view_a, view_b = self.views(step)
         with autocast(self.device, self.precision):
-            loss = self.model.training_loss(view_a, view_b)
+            loss = self.loss_fn(view_a, view_b)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.model.after_optimizer_step()
-        return loss.detach()
+        return distributed.mean_over_ranks(loss.detach())  # the global batch's loss, on every rank
 
 
 def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: int, deadline: float | None,
@@ -206,7 +224,7 @@ def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: in
             metrics_file.flush()
             window_t, window_imgs = now, 0
         on_checkpoint(step + 1, force=False)
-        if deadline is not None and time.perf_counter() >= deadline:
+        if deadline is not None and distributed.any_rank(time.perf_counter() >= deadline, trainer.device):
             stopped_early = step + 1 < last
             break
     return {"epoch": epoch, "loss": float(loss_sum / max(n, 1)), "steps": n, "last_step": step + 1 if n else first,
@@ -273,16 +291,26 @@ def run(cfg: PretrainConfig) -> dict:
     deadline = t_start + cfg.minutes * 60 if cfg.minutes else None
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = pick_device(cfg.device)
+    device = distributed.init_from_env(pick_device(cfg.device))  # joins torchrun's process group
     cfg.device = str(device)
     precision = pick_precision(cfg.precision, device)
+    is_main, world = distributed.rank() == 0, distributed.world_size()
+    if not is_main:  # rank 0 logs and writes RUN_DIR; the others only train
+        logging.getLogger().setLevel(logging.WARNING)
+        cfg.progress = False
+    if cfg.batch_size % world or cfg.batch_size // world < 2:
+        raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: make it a multiple of the "
+                         f"{world} processes, at least 2 images each")
+    if cfg.sync_bn and world > 1 and device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU (gloo)")
 
     ckpt = load_checkpoint(run_dir, device) if getattr(cfg, "_resume", False) else None
     if ckpt is not None:
         saved = ckpt["config"]
         # The run's identity comes from the checkpoint; this invocation's budget, device,
         # logging and stop point are its own.
-        for k in ("minutes", "max_steps", "device", "precision", "progress", "workers", "checkpoint_minutes"):
+        for k in ("minutes", "max_steps", "device", "precision", "progress", "workers", "checkpoint_minutes",
+                  "sync_bn"):
             saved[k] = getattr(cfg, k)
         cfg = PretrainConfig(**{f.name: saved[f.name] for f in fields(PretrainConfig) if f.name in saved})
         log.info("resuming %s from step %d of %d", run_dir, ckpt["step"], ckpt["total_steps"])
@@ -290,7 +318,10 @@ def run(cfg: PretrainConfig) -> dict:
         log.info("no checkpoint in %s; starting a new run", run_dir)
     torch.manual_seed(cfg.seed)
 
-    paths, images, skips = decode_folder(cfg.data, cfg.image_size, workers=cfg.workers, progress=cfg.progress)
+    workers = cfg.workers
+    if workers is None and world > 1:  # every rank decodes the folder: share the node's CPUs
+        workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    paths, images, skips = decode_folder(cfg.data, cfg.image_size, workers=workers, progress=cfg.progress)
     log.info("%d images decoded at %d px from %s; %s", len(paths), cfg.image_size, cfg.data, skips.summary())
     if len(images) < cfg.batch_size:
         raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {len(images)} readable images; "
@@ -309,12 +340,14 @@ def run(cfg: PretrainConfig) -> dict:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_step, total_steps = ckpt["step"], ckpt["total_steps"]
-        _trim_metrics(run_dir, start_step)
+        if is_main:
+            _trim_metrics(run_dir, start_step)
     else:
         start_step = 0
         total_steps = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
-        (run_dir / METRICS).unlink(missing_ok=True)  # a new run starts a new log
-        shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)  # and new snapshots
+        if is_main:
+            (run_dir / METRICS).unlink(missing_ok=True)  # a new run starts a new log
+            shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)  # and new snapshots
     warmup_steps = int(round(cfg.warmup_epochs * spe))
 
     trainer = Trainer(cfg, model, optimizer, images, device, precision, lrs=[base_lr])
@@ -322,7 +355,7 @@ def run(cfg: PretrainConfig) -> dict:
         rate = calibrate_steps_per_second(trainer)
         remaining = deadline - time.perf_counter() - 5.0  # keep a few seconds to save
         fit = max(1, int(remaining * rate * 0.97))
-        total_steps = fit if total_steps is None else min(total_steps, fit)
+        total_steps = distributed.from_rank0(fit if total_steps is None else min(total_steps, fit), device)
         log.info("measured %.2f steps/s (%.0f img/s): %d steps (%.2f epochs) fit in the budget",
                  rate, rate * cfg.batch_size, total_steps, total_steps / spe)
     warmup_steps = min(warmup_steps, max(total_steps // 10, 1))
@@ -332,11 +365,14 @@ def run(cfg: PretrainConfig) -> dict:
     enc_cfg = EncoderConfig(backbone=cfg.backbone, small_stem=bool(cfg.small_stem),
                             feat_dim=model.backbone.feat_dim, image_size=cfg.image_size,
                             method=cfg.method, training=asdict(cfg))
-    atomic_write_json(run_dir / "config.json", asdict(enc_cfg))
+    if is_main:
+        atomic_write_json(run_dir / "config.json", asdict(enc_cfg))
     last_save = [time.perf_counter()]
     next_snapshot = [cfg.snapshot_minutes * 60 if cfg.snapshot_minutes else math.inf]
 
     def on_checkpoint(step: int, force: bool) -> None:
+        if not is_main:  # the model is the same on every rank
+            return
         if force or time.perf_counter() - last_save[0] >= cfg.checkpoint_minutes * 60:
             save_checkpoint(run_dir, model, optimizer, step, total_steps, cfg)
             last_save[0] = time.perf_counter()
@@ -347,15 +383,16 @@ def run(cfg: PretrainConfig) -> dict:
             next_snapshot[0] = (elapsed // every + 1) * every  # intervals spent decoding are skipped
 
     log.info("training %s/%s on %s (%s, channels_last=%s): %d images, batch %d, %d steps/epoch, "
-             "steps %d..%d, optimizer %s lr %.3g", cfg.method, cfg.backbone, device, precision,
-             cfg.channels_last, len(images), cfg.batch_size, spe, start_step, stop_step, cfg.optimizer, base_lr)
+             "steps %d..%d, optimizer %s lr %.3g, %d process(es)", cfg.method, cfg.backbone, device, precision,
+             cfg.channels_last, len(images), cfg.batch_size, spe, start_step, stop_step, cfg.optimizer, base_lr,
+             world)
     model.train()
     step = start_step
     epochs_done = []
     bar = tqdm(total=stop_step, initial=start_step, desc="pretrain", unit="step", disable=not cfg.progress,
                dynamic_ncols=True)
     try:
-        with open(run_dir / METRICS, "a") as metrics_file:
+        with open(run_dir / METRICS if is_main else os.devnull, "a") as metrics_file:
             for epoch in range(start_step // spe, math.ceil(stop_step / spe)):
                 stats = train_one_epoch(trainer, epoch, step, stop_step, deadline, on_checkpoint, bar, metrics_file)
                 step = stats["last_step"]
@@ -363,7 +400,8 @@ def run(cfg: PretrainConfig) -> dict:
                 if not stats["stopped_early"] and step % spe == 0:
                     metrics_file.write(json.dumps({"epoch_end": epoch, "mean_loss": stats["loss"], "step": step}) + "\n")
                     metrics_file.flush()
-                if stats["stopped_early"] or (deadline is not None and time.perf_counter() >= deadline):
+                if stats["stopped_early"] or (deadline is not None
+                                              and distributed.any_rank(time.perf_counter() >= deadline, device)):
                     log.info("time budget reached at step %d", step)
                     break
     except FloatingPointError as e:
@@ -372,12 +410,14 @@ def run(cfg: PretrainConfig) -> dict:
                          f"{run_dir / CHECKPOINT}. Try a lower --lr or --precision fp32.") from None
     bar.close()
     on_checkpoint(step, force=True)
-    save_encoder(run_dir, model.backbone, enc_cfg)
-    plot_losses(run_dir)
     summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "epoch": step / spe,
                "finished": step >= total_steps, "images": len(images), "skipped": skips.as_dict(),
                "seconds": time.perf_counter() - t_start,
-               "final_loss": epochs_done[-1]["loss"] if epochs_done else None}
+               "final_loss": epochs_done[-1]["loss"] if epochs_done else None, "processes": world}
+    if not is_main:
+        return summary
+    save_encoder(run_dir, model.backbone, enc_cfg)
+    plot_losses(run_dir)
     atomic_write_json(run_dir / "summary.json", summary)
     log.info("saved %s (step %d/%d, %.2f epochs); %s", run_dir / "encoder.safetensors", step, total_steps,
              step / spe, skips.summary())
@@ -394,7 +434,8 @@ def parse_args(argv=None) -> PretrainConfig:
     p.add_argument("--small-stem", default=None, action=argparse.BooleanOptionalAction,
                    help="3x3 stem without max-pool (default: on for --image-size <= 64)")
     p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="global batch: under torchrun each of the W processes takes batch/W images")
     p.add_argument("--epochs", type=float, default=None, help="default 100, or what fits in --minutes")
     p.add_argument("--minutes", type=float, default=None, help="wall-clock budget; stops cleanly and saves")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this global step (resumable)")
@@ -417,6 +458,8 @@ def parse_args(argv=None) -> PretrainConfig:
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--snapshot-minutes", type=float, default=None,
                    help="also save the backbone to RUN_DIR/snapshots/stepNNNNNNN every M minutes (kNN-vs-time curves)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: BatchNorm statistics over the global batch (SimCLR's global BN)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = vars(p.parse_args(argv))
@@ -431,7 +474,10 @@ def main(argv=None) -> int:
 
     def work():
         cfg.resolve()
-        run(cfg)
+        try:
+            run(cfg)
+        finally:
+            distributed.shutdown()
     return run_cli(work)
 
 
