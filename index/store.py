@@ -268,11 +268,12 @@ def stale_temp_dirs(out: Path) -> list[Path]:
 
 
 def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.ndarray, ids: np.ndarray,
-                    manifest: Manifest, before_swap=None) -> None:
+                    manifest: Manifest, before_swap=None, after_swap=None) -> None:
     """Write a complete index folder at `out`, replacing any previous one atomically.
 
-    `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap
-    (tests use it to kill a build at the worst moment).
+    `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap;
+    `after_swap(old_dir)` right after it, before the previous index is deleted (the
+    crash-safety tests kill a build at these points). A rerun deletes what a killed one left.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +302,8 @@ def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.n
                 os.rename(out, old)
                 os.rename(tmp, out)
                 tmp = old
+            if after_swap is not None:
+                after_swap(tmp)
             shutil.rmtree(tmp, ignore_errors=True)  # now the previous index
         else:
             os.rename(tmp, out)
