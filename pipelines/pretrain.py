@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import math
+import pickle
 import shutil
 import sys
 import time
@@ -129,7 +130,10 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
         return None
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
+    except pickle.UnpicklingError:
+        raise CheckpointLoadError(f"{path} is not a weights-only checkpoint (loading it would need full "
+                                  f"unpickling, which can run code); refused. Delete it to start over") from None
+    except Exception as e:  # truncated or not a torch file
         raise CheckpointLoadError(f"{path} is not a loadable checkpoint ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0][:150]}); delete it to start over") from None
     kinds = {"model": dict, "optimizer": dict, "step": int, "total_steps": int, "config": dict}
@@ -326,8 +330,12 @@ def run(cfg: PretrainConfig) -> dict:
     spe = len(images) // cfg.batch_size
 
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointLoadError(f"{run_dir / CHECKPOINT} does not fit the model its config describes "
+                                      f"({' '.join(str(e).split())[:150]}); delete it to start over") from None
         start_step, total_steps = ckpt["step"], ckpt["total_steps"]
         _trim_metrics(run_dir, start_step)
     else:

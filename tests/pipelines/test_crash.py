@@ -88,32 +88,36 @@ def test_killed_cluster_keeps_previous_clusters(tiny_encoder, tmp_path):
     assert state(out)["results"] == previous["results"]
 
 
-PRETRAIN = ["--method", "moco", "--epochs", "2", "--queue-size", "64", "--seed", "3"]
+PRETRAIN = ["--method", "moco", "--epochs", "2", "--batch-size", "16", "--queue-size", "64", "--seed", "3"]  # 8 steps
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(shape_folder, tmp_path_factory) -> tuple[dict, dict]:
+def images(tmp_path_factory) -> Path:
+    return make_shape_folder(tmp_path_factory.mktemp("images"), per_class=16)  # 64 images
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(images, tmp_path_factory) -> tuple[dict, dict]:
     out = tmp_path_factory.mktemp("full") / "run"
-    return losses(run_pretrain(shape_folder, out, *PRETRAIN)), load_file(out / "encoder.safetensors")
+    return losses(run_pretrain(images, out, *PRETRAIN)), load_file(out / "encoder.safetensors")
 
 
-@pytest.mark.parametrize("point, step_on_disk", [("pretrain:after_step:7", 7), ("replace:checkpoint.pt", 4),
-                                                 ("replace:encoder.safetensors", 16)])
-def test_killed_pretrain_resumes_to_the_uninterrupted_result(shape_folder, tmp_path, uninterrupted, point,
-                                                             step_on_disk):
+@pytest.mark.parametrize("point, step_on_disk", [("pretrain:after_step:5", 5), ("replace:checkpoint.pt", 2),
+                                                 ("replace:encoder.safetensors", 8)])
+def test_killed_pretrain_resumes_to_the_uninterrupted_result(images, tmp_path, uninterrupted, point, step_on_disk):
     full_losses, full_weights = uninterrupted
     out = tmp_path / "run"
-    run_pretrain(shape_folder, out, *PRETRAIN, "--max-steps", "4")  # a clean stop: checkpoint of step 4
-    run_killed_at(point, "pipelines.pretrain", "--data", shape_folder, "--out", out, "--backbone", "smallcnn",
-                  "--image-size", "16", "--batch-size", "32", "--workers", "0", "--no-progress", "--log-every", "1",
+    run_pretrain(images, out, *PRETRAIN, "--max-steps", "2")  # a clean stop: checkpoint of step 2
+    run_killed_at(point, "pipelines.pretrain", "--data", images, "--out", out, "--backbone", "smallcnn",
+                  "--image-size", "16", "--workers", "0", "--no-progress", "--log-every", "1",
                   *PRETRAIN, "--resume", "--checkpoint-minutes", "0")  # checkpoint after every step
     assert pretrain.load_checkpoint(out, "cpu")["step"] == step_on_disk
     load_encoder(out)  # the encoder of the clean stop, or of the end: whole either way
     with open(out / "metrics.jsonl", "a") as f:  # a kill during a metrics write leaves a torn line
         f.write('{"step": 99, "lo')
-    resumed = losses(run_pretrain(shape_folder, out, *PRETRAIN, "--resume"))
-    assert sorted(resumed) == sorted(full_losses) == list(range(1, 17))
-    for step in range(1, 17):
+    resumed = losses(run_pretrain(images, out, *PRETRAIN, "--resume"))
+    assert sorted(resumed) == sorted(full_losses) == list(range(1, 9))
+    for step in range(1, 9):
         assert resumed[step] == pytest.approx(full_losses[step], rel=1e-5, abs=1e-6), step
     weights = load_file(out / "encoder.safetensors")
     for name, w in full_weights.items():
