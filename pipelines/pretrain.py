@@ -32,8 +32,8 @@ from encoders.imagefolder import decode_folder
 from encoders.methods import METHODS, MoCo, SimCLR
 from encoders.optim import build_optimizer, warmup_cosine
 from encoders.runtime import autocast, pick_device, pick_precision
-from encoders.store import (EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, crash_point,
-                            save_encoder)
+from encoders.store import (ENCODER_FILE, EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with,
+                            crash_point, save_encoder)
 from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.pretrain")
@@ -343,6 +343,7 @@ def run(cfg: PretrainConfig) -> dict:
         total_steps = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
         (run_dir / METRICS).unlink(missing_ok=True)  # a new run starts a new log
         shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)  # and new snapshots
+        (run_dir / ENCODER_FILE).unlink(missing_ok=True)  # an old run's weights never pair with the new config.json
     warmup_steps = int(round(cfg.warmup_epochs * spe))
 
     trainer = Trainer(cfg, model, optimizer, images, device, precision, lrs=[base_lr])

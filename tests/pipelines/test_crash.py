@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from encoders.store import CRASH_ENV, load_encoder
+from encoders.store import CRASH_ENV, EncoderLoadError, load_encoder
 from index.store import load_index
 from pipelines import cluster, pretrain
 from tests.conftest import make_shape_folder
@@ -123,3 +123,12 @@ def test_killed_pretrain_resumes_to_the_uninterrupted_result(images, tmp_path, u
     for name, w in full_weights.items():
         np.testing.assert_allclose(weights[name].numpy(), w.numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
     assert not list(out.glob(".*.tmp"))
+
+
+def test_new_run_killed_in_an_old_folder_leaves_no_mismatched_encoder(images, tmp_path):
+    out = tmp_path / "run"
+    run_pretrain(images, out, *PRETRAIN, "--max-steps", "1")  # an encoder at image size 16
+    run_killed_at("pretrain:after_step:1", "pipelines.pretrain", "--data", images, "--out", out, "--backbone",
+                  "smallcnn", "--image-size", "24", "--workers", "0", "--no-progress", *PRETRAIN)
+    with pytest.raises(EncoderLoadError, match="has no encoder.safetensors"):  # not 16-px weights as a 24-px encoder
+        load_encoder(out)
