@@ -235,8 +235,8 @@ def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedInde
         index = faiss.read_index(str(index_dir / INDEX_FILE))
         emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False)
         ids = np.load(index_dir / IDS, allow_pickle=False)
-    except (RuntimeError, ValueError, OSError) as e:
-        raise IndexLoadError(f"{index_dir} holds an unreadable index file ({str(e).splitlines()[0][:150]}); "
+    except (RuntimeError, ValueError, OSError, EOFError) as e:  # EOFError: an empty .npy
+        raise IndexLoadError(f"{index_dir} holds an unreadable index file ({' '.join(str(e).split())[:150]}); "
                              f"rebuild the index") from None
     if emb.dtype != np.float32 or emb.ndim != 2 or ids.dtype != np.int64 or ids.shape != (len(emb),):
         raise IndexLoadError(f"{index_dir}: embeddings/ids have unexpected types or shapes; rebuild the index")

@@ -135,7 +135,7 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
                                   f"unpickling, which can run code); refused. Delete it to start over") from None
     except Exception as e:  # truncated or not a torch file
         raise CheckpointLoadError(f"{path} is not a loadable checkpoint ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0][:150]}); delete it to start over") from None
+                                  f"{' '.join(str(e).split())[:150]}); delete it to start over") from None
     kinds = {"model": dict, "optimizer": dict, "step": int, "total_steps": int, "config": dict}
     if not isinstance(ckpt, dict) or not all(isinstance(ckpt.get(k), t) for k, t in kinds.items()):
         raise CheckpointLoadError(f"{path} is not a checkpoint of pipelines.pretrain (needs {', '.join(kinds)}); "

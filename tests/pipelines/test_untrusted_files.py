@@ -46,6 +46,13 @@ def set_item(key, value):
     return edit_manifest(lambda m: m["items"][0].__setitem__(key, value))
 
 
+def truncate(name: str):
+    def damage(folder: Path, marker: Path) -> None:
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[:len(data) // 2])
+    return damage
+
+
 def pickled_embeddings(index_dir: Path, marker: Path) -> None:
     arr = np.empty(2, dtype=object)
     arr[:] = [Payload(marker), 1.0]
@@ -65,6 +72,9 @@ INDEX_DAMAGE = {
     "foreign JSON": (lambda d, _: (d / "manifest.json").write_text('{"name": "pkg"}'), "lacks count"),
     "not UTF-8": (lambda d, _: (d / "manifest.json").write_bytes(b"\xff\xfe{}"), "corrupt"),
     "pickled embeddings": (pickled_embeddings, "unreadable index file (Object arrays cannot be loaded"),
+    "truncated embeddings": (truncate("embeddings.npy"), "unreadable index file"),
+    "empty ids": (lambda d, _: (d / "ids.npy").write_bytes(b""), "unreadable index file"),
+    "truncated index file": (truncate("index.faiss"), "unreadable index file"),
     "float ids": (lambda d, _: np.save(d / "ids.npy", np.zeros(3)), "unexpected types or shapes"),
     "foreign index file": (lambda d, _: (d / "index.faiss").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64)),
                            "unreadable index file"),
@@ -87,13 +97,6 @@ def test_tampered_index_is_refused(built, tmp_path, capsys, damage, message):
 
 def pickle_as_weights(run: Path, marker: Path) -> None:
     (run / "encoder.safetensors").write_bytes(pickle.dumps({"conv.weight": Payload(marker)}))
-
-
-def truncate(name: str):
-    def damage(run: Path, marker: Path) -> None:
-        data = (run / name).read_bytes()
-        (run / name).write_bytes(data[:len(data) // 2])
-    return damage
 
 
 def edit_config(change):
@@ -158,7 +161,7 @@ def payload_checkpoint(run: Path, marker: Path) -> None:
 CHECKPOINT_DAMAGE = {
     "pickle with code": (payload_checkpoint, "is not a weights-only checkpoint"),
     "plain pickle": (lambda r, m: (r / "checkpoint.pt").write_bytes(pickle.dumps({"step": 1}, protocol=2)),
-                     "is not a weights-only checkpoint"),
+                     "is not a loadable checkpoint"),
     "truncated": (truncate("checkpoint.pt"), "is not a loadable checkpoint (RuntimeError"),
     "foreign tensors": (lambda r, _: torch.save({"w": torch.zeros(2)}, r / "checkpoint.pt"),
                         "is not a checkpoint of pipelines.pretrain"),
