@@ -45,7 +45,8 @@ class EncoderConfig:
         """From parsed JSON, checking every field's type; raises ValueError naming the first bad one."""
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
-        kinds = {"backbone": str, "small_stem": bool, "feat_dim": int, "image_size": int, "method": str, "training": dict}
+        kinds = {"backbone": str, "small_stem": bool, "feat_dim": int, "image_size": int, "method": str,
+                 "training": dict}
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         for k, v in known.items():
             if k in ("mean", "std"):

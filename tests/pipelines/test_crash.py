@@ -3,8 +3,8 @@ SSL_CRASH_AT); what is on disk afterwards must be the previous good state or the
 never half of one, and a rerun must finish and clear the leftovers."""
 import json
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +26,8 @@ QUERIES = ["ellipse_1_000.png", "cross_1_001.jpg", "triangle_1_002.png"]
 
 def run_killed_at(point: str, module: str, *args) -> None:
     """`python -m module args` with SSL_CRASH_AT=point; it must die by SIGKILL there."""
-    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env={**os.environ, CRASH_ENV: point},
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, text=True, timeout=120,
+                          env={**os.environ, CRASH_ENV: point}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.returncode == -signal.SIGKILL, f"{module} did not reach {point}:\n{proc.stderr[-3000:]}"
 
 
