@@ -10,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from encoders.store import file_sha256
 from pipelines import build_index, pretrain, search
 from tests.conftest import make_shape_folder
 from tests.pipelines.test_build_index import build, error_line
