@@ -5,9 +5,12 @@ loading never unpickles anything (safetensors + JSON).
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import math
 import os
+import signal
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from encoders.backbones import build_backbone
 
 ENCODER_FILE = "encoder.safetensors"
 CONFIG_FILE = "config.json"
+PREPROCESSING = ("backbone", "small_stem", "feat_dim", "image_size", "mean", "std")  # what shapes an embedding
 
 
 @dataclass
@@ -38,24 +42,54 @@ class EncoderConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
+        """From parsed JSON, checking every field's type; raises ValueError naming the first bad one."""
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+        kinds = {"backbone": str, "small_stem": bool, "feat_dim": int, "image_size": int, "method": str,
+                 "training": dict}
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        for k in ("mean", "std"):
-            if k in known:
-                known[k] = tuple(float(v) for v in known[k])
+        for k, v in known.items():
+            if k in ("mean", "std"):
+                if not (isinstance(v, list) and len(v) == 3 and all(_is_number(x) for x in v)):
+                    raise ValueError(f"{k} should be 3 numbers, not {v!r:.60}")
+                known[k] = tuple(float(x) for x in v)
+            elif not isinstance(v, kinds[k]) or (kinds[k] is int and isinstance(v, bool)):
+                raise ValueError(f"{k} should be {kinds[k].__name__}, not {type(v).__name__}")
         return cls(**known)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+CRASH_ENV = "SSL_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Die at once (SIGKILL: no cleanup, no flush) when the environment variable SSL_CRASH_AT
+    equals `name`. Only the crash-safety tests set it (tests/pipelines/test_crash.py); the
+    points are named where they are placed, e.g. "replace:checkpoint.pt", "index:before_swap"."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def atomic_write_with(path: str | os.PathLike, write) -> None:
     """`write(tmp_path)` into a temp file beside `path`, fsync it, then os.replace: readers
-    see the old file or the new one, never half of one. Files get the usual 0644 mode."""
+    see the old file or the new one, never half of one. Files get the usual 0644 mode.
+    Temp files of `path` left by a writer that was killed are removed first."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        if "." not in stale.name[len(prefix):-len(".tmp")]:  # mkstemp's part; not another file's temp
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
+        crash_point(f"replace:{path.name}")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -101,23 +135,30 @@ def load_encoder(run_dir: str | os.PathLike, device: str | torch.device = "cpu")
             f"`python -m pipelines.pretrain --data DIR --out {run_dir}`")
     try:
         cfg = EncoderConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError, ValueError) as e:
         raise EncoderLoadError(f"{cfg_path} is not a valid encoder config ({e}); retrain or restore it") from None
-    backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    if backbone.feat_dim != cfg.feat_dim:
+        raise EncoderLoadError(f"{cfg_path} says feat_dim {cfg.feat_dim}, a {cfg.backbone} gives {backbone.feat_dim}; "
+                               f"retrain or restore it")
     try:
         state = load_file(weights)
+    except Exception as e:  # SafetensorError: a pickle or another foreign file, truncated, bad header
+        raise EncoderLoadError(f"{weights} is not a complete safetensors file ({str(e)[:200]}); "
+                               f"retrain or restore it") from None
+    try:
         backbone.load_state_dict(state, strict=True)
-    except Exception as e:  # safetensors header errors, missing/unexpected keys, shape mismatch
-        raise EncoderLoadError(f"{weights} does not match {cfg_path} ({type(e).__name__}: {str(e)[:200]})") from None
+    except RuntimeError as e:  # missing/unexpected keys, shape mismatch
+        raise EncoderLoadError(f"{weights} does not match {cfg_path} ({' '.join(str(e).split())[:200]})") from None
     backbone.eval().requires_grad_(False)
     return backbone.to(device), cfg
 
 
 def load_recorded_encoder(record: dict, dim: int, device: str | torch.device = "cpu",
                           run_dir: str | os.PathLike | None = None) -> tuple[nn.Module, EncoderConfig]:
-    """The encoder an index was built with (`record` = manifest.encoder: path + sha256).
+    """The encoder an index was built with (`record` = manifest.encoder: path + sha256 [+ config]).
 
-    Refuses a different encoder (by content hash) or one of another dim, so query vectors
+    Refuses a different encoder (by content hash), one of another dim or preprocessing, so query vectors
     always live in the index's space. `run_dir` overrides the recorded path (a moved run).
     Raises EncoderLoadError saying what to do.
     """
@@ -133,4 +174,13 @@ def load_recorded_encoder(record: dict, dim: int, device: str | torch.device = "
     backbone, cfg = load_encoder(run_dir, device)
     if cfg.feat_dim != dim:
         raise EncoderLoadError(f"encoder {run_dir} gives dim {cfg.feat_dim}, the index has {dim}; rebuild the index")
+    if "config" in record:  # same weights, other preprocessing would embed queries differently
+        try:
+            recorded = asdict(EncoderConfig.from_dict(record["config"]))
+        except ValueError as e:
+            raise EncoderLoadError(f"the index records a malformed encoder config ({e}); rebuild the index") from None
+        changed = [k for k in PREPROCESSING if asdict(cfg)[k] != recorded[k]]
+        if changed:
+            raise EncoderLoadError(f"{run_dir / CONFIG_FILE} differs from the config this index was built with "
+                                   f"({', '.join(changed)}); restore it or rebuild the index")
     return backbone, cfg

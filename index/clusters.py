@@ -111,9 +111,12 @@ def cluster_collection(x: np.ndarray, k: int | None = None, k_max: int = 20, sam
 
 
 def read_saved_k(index_dir) -> tuple[int, str] | None:
-    """(K, how it was chosen) from INDEX_DIR/clusters.json, or None if absent or unreadable."""
+    """(K, how it was chosen) from INDEX_DIR/clusters.json, or None if absent, unreadable or not ours."""
     try:
         d = json.loads((Path(index_dir) / CLUSTERS).read_text())
-        return int(d["k"]), str(d.get("chosen_by", ""))
+        k, why = d["k"], d.get("chosen_by", "")
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
+        return None
+    return k, why

@@ -27,8 +27,8 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
 
 import faiss
 import numpy as np
@@ -78,31 +78,64 @@ class Manifest:
 
     @classmethod
     def from_json(cls, d: dict, where: str) -> "Manifest":
-        """Validate a parsed manifest; raises IndexLoadError naming the first problem."""
+        """Validate a parsed manifest (keys, types, safe relative paths, unique ids);
+        raises IndexLoadError naming the first problem."""
+        def bad(problem: str) -> IndexLoadError:
+            return IndexLoadError(f"{where} {problem}; rebuild the index with pipelines.build_index")
+
         if not isinstance(d, dict):
-            raise IndexLoadError(f"{where} is not a JSON object; rebuild the index with pipelines.build_index")
+            raise bad("is not a JSON object")
         required = {"index_key", "dim", "count", "data_root", "encoder", "items"}
         missing = sorted(required - d.keys())
         if missing:
-            raise IndexLoadError(f"{where} lacks {', '.join(missing)}; rebuild the index with pipelines.build_index")
+            raise bad(f"lacks {', '.join(missing)}")
         if d.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-            raise IndexLoadError(f"{where} has format version {d.get('format_version')}, this code reads "
-                                 f"{FORMAT_VERSION}; rebuild the index")
+            raise bad(f"has format version {d.get('format_version')!r:.20}, this code reads {FORMAT_VERSION}")
         if d.get("metric", METRIC) != METRIC:
-            raise IndexLoadError(f"{where}: metric {d.get('metric')!r} is not {METRIC!r}; rebuild the index")
-        try:
-            items = [Item(path=str(i["path"]), size=int(i["size"]), mtime_ns=int(i["mtime_ns"]),
-                          sha256=str(i["sha256"]), id=int(i["id"])) for i in d["items"]]
-            known = {f.name for f in fields(cls)}
-            m = cls(**{**{k: v for k, v in d.items() if k in known}, "items": items})
-            m.dim, m.count, m.next_id = int(m.dim), int(m.count), int(m.next_id)
-        except (KeyError, TypeError, ValueError) as e:
-            raise IndexLoadError(f"{where} is malformed ({type(e).__name__}: {e}); rebuild the index") from None
-        if m.count != len(items):
-            raise IndexLoadError(f"{where} says count {m.count} but lists {len(items)} images; rebuild the index")
-        if not isinstance(m.encoder, dict) or "sha256" not in m.encoder:
-            raise IndexLoadError(f"{where} does not record its encoder's hash; rebuild the index")
-        return m
+            raise bad(f"has metric {d.get('metric')!r:.20}, not {METRIC!r}")
+        known = {k: v for k, v in d.items() if k in MANIFEST_TYPES}
+        _check_types(known, MANIFEST_TYPES, bad)
+        if known["dim"] < 1 or known["count"] < 0:
+            raise bad(f"has dim {known['dim']} and count {known['count']}")
+        if not all(isinstance(known["encoder"].get(k), str) for k in ("path", "sha256")):
+            raise bad("does not record its encoder's path and hash")
+        items = []
+        for n, it in enumerate(known["items"]):
+            if not isinstance(it, dict):
+                raise bad(f"item {n} is not a JSON object")
+            _check_types(it, ITEM_TYPES, lambda problem: bad(f"item {n}: {problem}"), required=True)
+            if not is_safe_relative(it["path"]):
+                raise bad(f"item {n} has path {it['path']!r:.80}, which is not inside the data root")
+            items.append(Item(**{k: it[k] for k in ITEM_TYPES}))
+        if known["count"] != len(items):
+            raise bad(f"says count {known['count']} but lists {len(items)} images")
+        if len({it.path for it in items}) != len(items) or len({it.id for it in items}) != len(items):
+            raise bad("lists an image path or id twice")
+        return cls(**{**known, "items": items})
+
+
+MANIFEST_TYPES = {"index_key": str, "dim": int, "count": int, "data_root": str, "encoder": dict, "items": list,
+                  "metric": str, "search_params": dict, "next_id": int, "skipped": dict, "build": dict, "created": str,
+                  "format_version": int}
+ITEM_TYPES = {"path": str, "size": int, "mtime_ns": int, "sha256": str, "id": int}
+
+
+def _check_types(d: dict, kinds: dict, bad, required: bool = False) -> None:
+    """Every key of `kinds` present in `d` (all of them if `required`) has that JSON type (a bool is no int)."""
+    for k, kind in kinds.items():
+        if k not in d:
+            if required:
+                raise bad(f"lacks {k}")
+            continue
+        v = d[k]
+        if not isinstance(v, kind) or (kind is int and isinstance(v, bool)):
+            raise bad(f"has {k} of type {type(v).__name__}, not {kind.__name__}")
+
+
+def is_safe_relative(path: str) -> bool:
+    """A non-empty relative POSIX path that stays below its root lexically (no '..', not absolute)."""
+    p = PurePosixPath(path)
+    return bool(path) and "\x00" not in path and not p.is_absolute() and ".." not in p.parts
 
 
 def read_manifest(index_dir: str | os.PathLike) -> Manifest:
@@ -205,8 +238,8 @@ def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedInde
         index = faiss.read_index(str(index_dir / INDEX_FILE))
         emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False)
         ids = np.load(index_dir / IDS, allow_pickle=False)
-    except (RuntimeError, ValueError, OSError) as e:
-        raise IndexLoadError(f"{index_dir} holds an unreadable index file ({str(e).splitlines()[0][:150]}); "
+    except (RuntimeError, ValueError, OSError, EOFError) as e:  # EOFError: an empty .npy
+        raise IndexLoadError(f"{index_dir} holds an unreadable index file ({' '.join(str(e).split())[:150]}); "
                              f"rebuild the index") from None
     if emb.dtype != np.float32 or emb.ndim != 2 or ids.dtype != np.int64 or ids.shape != (len(emb),):
         raise IndexLoadError(f"{index_dir}: embeddings/ids have unexpected types or shapes; rebuild the index")
@@ -271,11 +304,12 @@ def stale_temp_dirs(out: Path) -> list[Path]:
 
 
 def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.ndarray, ids: np.ndarray,
-                    manifest: Manifest, before_swap=None) -> None:
+                    manifest: Manifest, before_swap=None, after_swap=None) -> None:
     """Write a complete index folder at `out`, replacing any previous one atomically.
 
-    `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap
-    (tests use it to kill a build at the worst moment).
+    `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap;
+    `after_swap(old_dir)` right after it, before the previous index is deleted (the
+    crash-safety tests kill a build at these points). A rerun deletes what a killed one left.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -304,6 +338,8 @@ def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.n
                 os.rename(out, old)
                 os.rename(tmp, out)
                 tmp = old
+            if after_swap is not None:
+                after_swap(tmp)
             shutil.rmtree(tmp, ignore_errors=True)  # now the previous index
         else:
             os.rename(tmp, out)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from encoders.embed import embed_batch
 from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, file_error, scan_images
 from encoders.runtime import pick_device, pick_precision
-from encoders.store import ENCODER_FILE, EncoderConfig, file_sha256, load_encoder
+from encoders.store import ENCODER_FILE, EncoderConfig, crash_point, file_sha256, load_encoder
 from index.faiss_index import build_index, choose_index_key, default_search_params, supports_remove, update_index
 from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir
 from pipelines.cli import run_cli
@@ -49,7 +49,6 @@ class BuildConfig:
     precision: str = "fp32"
     progress: bool = True
     seed: int = 0
-    pause_before_swap: float = 0.0  # hidden, for the killed-midway test
 
 
 class EncoderMismatch(IndexLoadError):
@@ -118,6 +117,7 @@ def embed_files(files: list[Path], backbone, enc: EncoderConfig, cfg: BuildConfi
             for i, err in bad:
                 skips.add(files[i], err.reason, err.detail)
             bar.update(len(idx) + len(bad))
+            crash_point("embed:after_batch")
     return ok, emb, hashes
 
 
@@ -233,12 +233,9 @@ def run(cfg: BuildConfig) -> dict:
                         encoder=record, items=items, search_params=params, next_id=next_id,
                         skipped=skips.as_dict(), build=asdict(cfg))
 
-    def pause(tmp: Path) -> None:
-        if cfg.pause_before_swap:
-            log.info("written to %s; pausing %.1fs before the swap", tmp, cfg.pause_before_swap)
-            time.sleep(cfg.pause_before_swap)
-
-    write_index_dir(cfg.out, index, embeddings, ids, manifest, before_swap=pause)
+    write_index_dir(cfg.out, index, embeddings, ids, manifest,
+                    before_swap=lambda tmp: crash_point("index:before_swap"),
+                    after_swap=lambda old: crash_point("index:after_swap"))
     counts = {"images": len(items), "embedded": int(ok.sum()),
               "added": sum(1 for p in plan.embed if p not in old_ids and p in rows),
               "changed": sum(1 for p in plan.changed if p in rows), "removed": len(plan.removed)
@@ -265,7 +262,6 @@ def parse_args(argv=None) -> BuildConfig:
     p.add_argument("--precision", default=d.precision, help="fp32, bf16 or auto")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--pause-before-swap", type=float, default=0.0, help=argparse.SUPPRESS)
     return BuildConfig(**vars(p.parse_args(argv)))
 
 

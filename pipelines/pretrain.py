@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import shutil
 import sys
 import time
@@ -37,7 +38,8 @@ from encoders.imagefolder import decode_folder
 from encoders.methods import METHODS, MoCo, SimCLR
 from encoders.optim import build_optimizer, warmup_cosine
 from encoders.runtime import autocast, pick_device, pick_precision
-from encoders.store import EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, save_encoder
+from encoders.store import (ENCODER_FILE, EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with,
+                            crash_point, save_encoder)
 from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.pretrain")
@@ -128,15 +130,29 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int
     atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
 
 
+class CheckpointLoadError(ValueError):
+    """RUN_DIR/checkpoint.pt is not one of ours (truncated, foreign, or a pickle with code in it)."""
+
+
 def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
+    """The checkpoint dict, or None if there is none. `weights_only=True`: tensors and plain
+    containers only, a pickle that would run code is refused. Raises CheckpointLoadError."""
     path = run_dir / CHECKPOINT
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise SystemExit(f"error: {path} is not a loadable checkpoint ({type(e).__name__}); "
-                         f"delete it to start over") from None
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointLoadError(f"{path} is not a weights-only checkpoint (loading it would need full "
+                                  f"unpickling, which can run code); refused. Delete it to start over") from None
+    except Exception as e:  # truncated or not a torch file
+        raise CheckpointLoadError(f"{path} is not a loadable checkpoint ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:150]}); delete it to start over") from None
+    kinds = {"model": dict, "optimizer": dict, "step": int, "total_steps": int, "config": dict}
+    if not isinstance(ckpt, dict) or not all(isinstance(ckpt.get(k), t) for k, t in kinds.items()):
+        raise CheckpointLoadError(f"{path} is not a checkpoint of pipelines.pretrain (needs {', '.join(kinds)}); "
+                                  f"delete it to start over")
+    return ckpt
 
 
 # ---- the data: one uint8 cache, batches by (seed, step) ----
@@ -224,6 +240,7 @@ def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: in
             metrics_file.flush()
             window_t, window_imgs = now, 0
         on_checkpoint(step + 1, force=False)
+        crash_point(f"pretrain:after_step:{step + 1}")
         if deadline is not None and distributed.any_rank(time.perf_counter() >= deadline, trainer.device):
             stopped_early = step + 1 < last
             break
@@ -277,12 +294,19 @@ def plot_losses(run_dir: Path) -> None:
     plt.close(fig)
 
 
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:  # a line torn by the kill
+        return math.inf
+
+
 def _trim_metrics(run_dir: Path, step: int) -> None:
-    """After a kill, drop metric lines logged past the checkpoint we resume from."""
+    """After a kill, drop metric lines logged past the checkpoint we resume from (and a torn last line)."""
     path = run_dir / METRICS
     if path.is_file():
         lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-        keep = [ln for ln in lines if json.loads(ln).get("step", 0) <= step]
+        keep = [ln for ln in lines if _step_of(ln) <= step]
         atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
 
 
@@ -337,8 +361,12 @@ def run(cfg: PretrainConfig) -> dict:
     spe = len(images) // cfg.batch_size
 
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointLoadError(f"{run_dir / CHECKPOINT} does not fit the model its config describes "
+                                      f"({' '.join(str(e).split())[:150]}); delete it to start over") from None
         start_step, total_steps = ckpt["step"], ckpt["total_steps"]
         if is_main:
             _trim_metrics(run_dir, start_step)
@@ -348,6 +376,7 @@ def run(cfg: PretrainConfig) -> dict:
         if is_main:
             (run_dir / METRICS).unlink(missing_ok=True)  # a new run starts a new log
             shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)  # and new snapshots
+            (run_dir / ENCODER_FILE).unlink(missing_ok=True)  # an old run's weights never pair with the new config.json
     warmup_steps = int(round(cfg.warmup_epochs * spe))
 
     trainer = Trainer(cfg, model, optimizer, images, device, precision, lrs=[base_lr])

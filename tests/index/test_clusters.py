@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from index.clusters import central_rows, choose_k, kmeans
+from index.clusters import central_rows, choose_k, kmeans, read_saved_k
 from tests.index.conftest import clustered
 
 
@@ -30,3 +31,13 @@ def test_central_rows_are_members_sorted_by_score():
     for j, rows in enumerate(central_rows(c, top=4)):
         assert (c.labels[rows] == j).all()
         assert list(c.scores[rows]) == sorted(c.scores[c.labels == j], reverse=True)[:4]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"k": 6, "chosen_by": "given with -k"}', (6, "given with -k")),
+    ('{"k": "6"}', None), ('{"k": true}', None), ('{"k": 0}', None), ('{"k": 6.5}', None),
+    ('{"k": 6, "chosen_by": ["x"]}', None), ('[6]', None), ('{"k": 6', None), ("", None),
+])
+def test_saved_k_is_read_only_from_a_well_formed_file(tmp_path, text, expected):
+    (tmp_path / "clusters.json").write_text(text)
+    assert read_saved_k(tmp_path) == expected

@@ -2,10 +2,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +14,8 @@ from encoders.imagefolder import open_rgb, resize_center_crop
 from encoders.store import load_encoder
 from index.faiss_index import exact_search
 from index.store import load_index, search_vectors
-from pipelines import build_index, cluster, duplicates, pretrain, search
+from pipelines import build_index, cluster, duplicates, search
 from tests.conftest import make_shape_folder
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder(tmp_path_factory) -> Path:
-    """A smallcnn run at image size 16, one epoch (trained once per session)."""
-    data = make_shape_folder(tmp_path_factory.mktemp("pretrain_data"), per_class=16, seed=11)
-    out = tmp_path_factory.mktemp("run") / "run"
-    assert pretrain.main(["--data", str(data), "--out", str(out), "--backbone", "smallcnn", "--image-size", "16",
-                          "--epochs", "1", "--batch-size", "32", "--workers", "0", "--no-progress"]) == 0
-    return out
 
 
 @pytest.fixture
@@ -126,34 +110,6 @@ def test_update_equals_fresh_build(folder, tiny_encoder, tmp_path, caplog, key, 
             assert it.id == old_ids[it.path]
     queries = ["ellipse_3_000.png", "rectangle_3_002.png", "new/cross_5_001.jpg"]
     assert results_by_path(out, queries) == results_by_path(fresh, queries)
-
-
-def test_killed_build_leaves_previous_index(folder, tiny_encoder, tmp_path):
-    out = tmp_path / "index"
-    assert build(folder, tiny_encoder, out) == 0
-    queries = ["ellipse_3_000.png", "cross_3_001.jpg"]
-    before = results_by_path(out, queries)
-    manifest_before = (out / "manifest.json").read_bytes()
-    for p in list(folder.glob("rectangle_*"))[:6]:
-        p.unlink()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.build_index", "--data", str(folder), "--encoder", str(tiny_encoder),
-         "--out", str(out), "--workers", "0", "--no-progress", "--pause-before-swap", "60"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while not any((t / "manifest.json").exists() for t in tmp_path.glob(".index.tmp-*")):
-            assert proc.poll() is None and time.time() < deadline, "build never reached the swap"
-            time.sleep(0.1)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert (out / "manifest.json").read_bytes() == manifest_before
-    assert results_by_path(out, queries) == before
-    # the next build clears the dead build's leftovers and completes
-    assert build(folder, tiny_encoder, out) == 0
-    assert not list(tmp_path.glob(".index.tmp-*"))
-    assert load_index(out).manifest.count == 44
 
 
 def error_line(capsys):
