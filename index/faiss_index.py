@@ -108,8 +108,8 @@ def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
     if faiss.get_num_gpus() > 0 and not isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
         try:
             return faiss.index_cpu_to_all_gpus(index)
-        except RuntimeError as e:  # an index type without a GPU version
-            log.info("staying on CPU (%s)", str(e).splitlines()[0])
+        except (RuntimeError, AttributeError) as e:  # an index type without a GPU version, or no GPU module
+            log.info("staying on CPU (%s)", (str(e).splitlines() or [type(e).__name__])[0])
     return index
 
 
@@ -155,8 +155,20 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
     return index
 
 
+def has_ondisk_lists(index: faiss.Index) -> bool:
+    """Whether an IVF index's inverted lists are a (memory-mapped) faiss.OnDiskInvertedLists."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return False
+    return isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
+
+
 def update_index(index: faiss.Index, remove: np.ndarray, xb_add: np.ndarray, ids_add: np.ndarray) -> faiss.Index:
     """Remove ids `remove`, then add float32 (M', D) `xb_add` under `ids_add`, in place."""
+    if has_ondisk_lists(index):  # faiss would abort the process, not raise
+        raise ValueError("this index keeps its inverted lists on disk, read-only; rebuild it with "
+                         "pipelines.build_index --shard and pipelines.merge_shards instead of --update")
     remove = np.ascontiguousarray(remove, dtype=np.int64)
     if len(remove):
         removed = index.remove_ids(remove)
