@@ -103,6 +103,22 @@ def _apply_params(index: faiss.Index, params: dict) -> None:
             int(params["efSearch"])
 
 
+def skip_polysemous_training(index: faiss.Index) -> None:
+    """Turn off the polysemous training index_factory enables for PQ codes (IVF-PQ, PQ).
+
+    It reorders the PQ centroids by simulated annealing for Hamming pre-filtering, which
+    search never uses here (polysemous_ht stays 0), and it dominated training: 41 s of
+    42 s for IVF64,PQ16 on 5k x 128 vectors on this machine (1.3 s without). Decoded
+    vectors and search results are the same; only the code numbering differs.
+    """
+    try:
+        inner = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:
+        inner = faiss.downcast_index(index)
+    if hasattr(inner, "do_polysemous_training"):
+        inner.do_polysemous_training = False
+
+
 def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
     """The index moved to all GPUs when faiss-gpu sees one and the type supports it."""
     if faiss.get_num_gpus() > 0 and not isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
@@ -137,6 +153,7 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
         raise ValueError(f"--index-key {key}: not a FAISS index factory string ({str(e).splitlines()[0][:120]})") from None
     if "HNSW" in key:
         faiss.downcast_index(inner).hnsw.efConstruction = 200
+    skip_polysemous_training(inner)
     if not inner.is_trained:
         m = re.match(r"IVF(\d+)", key)
         if m and int(m.group(1)) > len(xb):

@@ -29,7 +29,8 @@ import faiss
 import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 
-from index.faiss_index import _apply_params, _gpu_or_cpu, as_vectors, default_search_params
+from index.faiss_index import (_apply_params, _gpu_or_cpu, as_vectors, default_search_params,
+                               skip_polysemous_training)
 
 IVFDATA = "index.ivfdata"  # the on-disk inverted lists, beside index.faiss
 
@@ -67,6 +68,7 @@ def train_ivf(sample: np.ndarray, key: str, out_path: str | os.PathLike | None =
     except RuntimeError as e:
         raise ValueError(f"--index-key {key}: not a FAISS index factory string ({str(e).splitlines()[0][:120]})") \
             from None
+    skip_polysemous_training(index)
     trainee = _gpu_or_cpu(index)
     trainee.train(sample)
     if trainee is not index:
