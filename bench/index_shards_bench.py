@@ -78,7 +78,10 @@ def stage(args) -> dict:
             np.save(emb, clustered_vectors(b - a, args.dim, centres, 1.0, rng))
             np.save(ids, np.arange(a, b, dtype=np.int64))
     elif args.stage == "single":
-        xb = np.concatenate([np.load(e) for e, _ in files])  # (M, D), all in RAM
+        parts = [np.load(e, mmap_mode="r") for e, _ in files]
+        xb = np.empty((sum(len(a) for a in parts), args.dim), np.float32)  # (M, D), all in RAM
+        np.concatenate(parts, out=xb)
+        del parts
         ids = np.concatenate([np.load(i) for _, i in files])
         index = faiss.read_index(str(work / "trained.faiss"))
         index.add_with_ids(xb, ids)
@@ -143,20 +146,20 @@ def plot(runs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    r = max(runs, key=lambda r: r["n"])
     names = ["single process\n(all in RAM)", "sharded,\nin-RAM lists", "sharded,\non-disk lists"]
     keys = ["single", "sharded_ram", "sharded_ondisk"]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    for ax, field, label in ((axes[0], "build_s", "build time (s)"),
-                             (axes[1], "build_peak_rss_mb", "build peak RSS (MB)"),
-                             (axes[2], "search_peak_rss_mb", "load + search peak RSS (MB)")):
-        vals = [r["summary"][k].get(field, 0) for k in keys]
-        ax.bar(names, vals, color=["#888", "#4c72b0", "#dd8452"])
-        for x, v in enumerate(vals):
-            ax.text(x, v, f"{v:g}", ha="center", va="bottom", fontsize=8)
-        ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"{r['n']:,} x {r['dim']} vectors, {r['key']}, {r['shards']} shards", fontsize=10)
+    fig, axes = plt.subplots(len(runs), 3, figsize=(12, 3.6 * len(runs)), squeeze=False)
+    for row, r in zip(axes, runs):
+        for ax, field, label in ((row[0], "build_s", "build time (s)"),
+                                 (row[1], "build_peak_rss_mb", "build peak RSS, MB\n(incl. mmapped file pages)"),
+                                 (row[2], "search_end_rss_anon_mb", "after 1000 queries:\nanonymous RSS (MB)")):
+            vals = [r["summary"].get(k, {}).get(field, 0) for k in keys]
+            ax.bar(names, vals, color=["#888", "#4c72b0", "#dd8452"])
+            for x, v in enumerate(vals):
+                ax.text(x, v, f"{v:g}", ha="center", va="bottom", fontsize=8)
+            ax.set_ylabel(label)
+            ax.tick_params(axis="x", labelsize=8)
+        row[1].set_title(f"{r['n']:,} x {r['dim']} vectors, {r['key']}, {r['shards']} shards", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -174,8 +177,12 @@ def main(argv=None) -> int:
     p.add_argument("--note", default="", help="recorded in the JSON, e.g. that the machine was shared")
     p.add_argument("--no-single", action="store_true", help="skip the single-process baseline")
     p.add_argument("--out", type=Path, default=RESULTS / "index_shards_bench.json")
+    p.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     p.add_argument("--stage", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(args.out.read_text())["runs"], args.out.with_suffix(".png"))
+        return 0
     if args.stage:
         print(json.dumps(stage(args)))
         return 0
@@ -212,8 +219,10 @@ def main(argv=None) -> int:
         summary[f"sharded_{w}"] = {
             "build_s": round(common_s + m["seconds"], 2), "merge_s": m["seconds"],
             "build_peak_rss_mb": max(common_rss, m["peak_rss_mb"]), "merge_peak_rss_mb": m["peak_rss_mb"],
+            "merge_end_rss_anon_mb": m["rss_anon_mb"], "merge_end_rss_file_mb": m["rss_file_mb"],
             "index_files_mb": disk_mb[f"merge_{w}"], "search_peak_rss_mb": s["peak_rss_mb"],
-            "rss_after_load_mb": s["rss_after_load_mb"], "load_s": s["load_s"],
+            "rss_after_load_mb": s["rss_after_load_mb"], "search_end_rss_anon_mb": s["rss_anon_mb"],
+            "search_end_rss_file_mb": s["rss_file_mb"], "load_s": s["load_s"],
             "batch_search_s": s["batch_search_s"], "latency_ms_p50": s["latency_ms_p50"]}
     run = {"n": args.n, "dim": args.dim, "shards": args.shards, "key": args.key, "train_size": train_size(args),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
