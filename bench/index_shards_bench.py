@@ -213,7 +213,11 @@ def main(argv=None) -> int:
     if not args.no_single:
         summary["single"] = {"build_s": round(steps["train"]["seconds"] + steps["single"]["seconds"], 2),
                              "build_peak_rss_mb": max(steps["train"]["peak_rss_mb"], steps["single"]["peak_rss_mb"]),
-                             "search_peak_rss_mb": steps["search_single"]["peak_rss_mb"]}
+                             "search_peak_rss_mb": steps["search_single"]["peak_rss_mb"],
+                             "rss_after_load_mb": steps["search_single"]["rss_after_load_mb"],
+                             "search_end_rss_anon_mb": steps["search_single"]["rss_anon_mb"],
+                             "batch_search_s": steps["search_single"]["batch_search_s"],
+                             "latency_ms_p50": steps["search_single"]["latency_ms_p50"]}
     for w in ("ram", "ondisk"):
         m, s = steps[f"merge_{w}"], steps[f"search_{w}"]
         summary[f"sharded_{w}"] = {
