@@ -88,7 +88,8 @@ def run(cfg: MergeConfig) -> dict:
     ids = np.concatenate([np.load(d / IDS, allow_pickle=False) for d in dirs])  # (M,)
     if len(np.unique(ids)) != count:
         raise IndexLoadError(f"--shards {shards}: ids repeat across shards; were they embedded from one file list?")
-    layout = {"invlists": "ondisk" if cfg.on_disk else "ram", "shards": len(dirs)}
+    layout = {"invlists": "ondisk", "ivfdata": IVFDATA} if cfg.on_disk else {"invlists": "ram"}
+    layout["shards"] = len(dirs)
 
     if not key.startswith("IVF"):
         if cfg.on_disk:
@@ -108,7 +109,7 @@ def run(cfg: MergeConfig) -> dict:
         del sample
         log.info("trained %s on %d vectors in %.1fs", key, sum(len(r) for r in rows), time.perf_counter() - t0)
         filled = []
-        for d, m in zip(dirs, mans):
+        for d in dirs:
             filled.append(work / f"{d.name}.faiss")
             fill_shard(trained, np.load(d / EMBEDDINGS, mmap_mode="r"), np.load(d / IDS), filled[-1])
         log.info("filled %d shards in %.1fs", len(filled), time.perf_counter() - t0)

@@ -223,7 +223,8 @@ def test_three_shards_merged_equal_single_build(folder, tiny_encoder, tmp_path, 
     single, merged = load_index(tmp_path / "single"), load_index(tmp_path / "merged")
     assert [it.path for it in merged.manifest.items] == [it.path for it in single.manifest.items]
     np.testing.assert_allclose(merged.embeddings, single.embeddings, atol=1e-6)
-    assert merged.manifest.layout == {"invlists": "ondisk" if on_disk else "ram", "shards": 3}
+    assert merged.manifest.layout == ({"invlists": "ondisk", "ivfdata": "index.ivfdata", "shards": 3} if on_disk
+                                      else {"invlists": "ram", "shards": 3})
     assert merged.manifest.skipped["total"] == single.manifest.skipped["total"]
     assert (tmp_path / "merged" / "index.ivfdata").is_file() == on_disk
     q = single.embeddings[:6]
