@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup sysdeps test demo bench clean
+.PHONY: setup setup-gpu sysdeps test demo bench clean
 
 $(STAMP): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 setup: $(STAMP) sysdeps
+
+# faiss on CUDA instead of faiss-cpu (Linux + NVIDIA driver; see requirements-gpu.txt)
+setup-gpu: setup
+	$(PY) -m pip uninstall --quiet -y faiss-cpu
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-gpu.txt
+	$(PY) -c "import faiss; print('faiss', faiss.__version__, 'GPUs:', faiss.get_num_gpus())"
 
 sysdeps:
 	@bash .ci/sysdeps.sh

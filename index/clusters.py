@@ -1,5 +1,6 @@
 """Spherical K-means over L2-normalised float32 (M, D) embeddings, with faiss.Kmeans.
 
+    train_kmeans(x, k, **faiss_kwargs)  -> trained faiss.Kmeans, on the GPU when faiss-gpu sees one
     kmeans(x, k, seed, nredo)           -> Clustering(centroids (K, D), labels (M,), scores (M,))
     choose_k(x, candidates, sample, seed) -> (K, {K: silhouette}) by cosine silhouette on a sample
     central_rows(clustering, top)       -> per cluster, the rows closest to its centroid
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import faiss
 import numpy as np
 
 from index.faiss_index import as_vectors
+
+log = logging.getLogger(__name__)
 
 CLUSTERS = "clusters.json"  # written beside the index by pipelines.cluster
 
@@ -31,14 +35,29 @@ class Clustering:
         return np.bincount(self.labels, minlength=len(self.centroids))
 
 
+def train_kmeans(x: np.ndarray, k: int, **kwargs) -> faiss.Kmeans:
+    """faiss.Kmeans trained on float32 (M, D) `x`: on all GPUs when faiss-gpu sees one, else
+    (or if the GPU run fails to start) on the CPU. Same algorithm and seed either way; the
+    GPU's float arithmetic differs, so centroids agree within FAISS's tolerance, not bit for bit."""
+    if faiss.get_num_gpus() > 0:
+        try:
+            km = faiss.Kmeans(x.shape[1], k, gpu=True, verbose=False, **kwargs)
+            km.train(x)
+            return km
+        except (RuntimeError, AttributeError) as e:
+            log.info("K-means on CPU (%s)", (str(e).splitlines() or [type(e).__name__])[0])
+    km = faiss.Kmeans(x.shape[1], k, verbose=False, **kwargs)
+    km.train(x)
+    return km
+
+
 def kmeans(x: np.ndarray, k: int, seed: int = 0, nredo: int = 5, niter: int = 25) -> Clustering:
     """Spherical K-means (best of `nredo` seeded restarts); each row to its nearest centroid."""
     x = as_vectors(x)
     if not 1 <= k <= len(x):
         raise ValueError(f"-k {k}: need 1 <= k <= number of images ({len(x)})")
-    km = faiss.Kmeans(x.shape[1], k, niter=niter, nredo=nredo, seed=seed, spherical=True,
-                      verbose=False, min_points_per_centroid=1, max_points_per_centroid=100_000)
-    km.train(x)
+    km = train_kmeans(x, k, niter=niter, nredo=nredo, seed=seed, spherical=True,
+                      min_points_per_centroid=1, max_points_per_centroid=100_000)
     centroids = as_vectors(km.centroids)  # (K, D)
     sims = x @ centroids.T  # (M, K)
     labels = sims.argmax(1).astype(np.int64)

@@ -103,13 +103,29 @@ def _apply_params(index: faiss.Index, params: dict) -> None:
             int(params["efSearch"])
 
 
+def skip_polysemous_training(index: faiss.Index) -> None:
+    """Turn off the polysemous training index_factory enables for PQ codes (IVF-PQ, PQ).
+
+    It reorders the PQ centroids by simulated annealing for Hamming pre-filtering, which
+    search never uses here (polysemous_ht stays 0), and it dominated training: 41 s of
+    42 s for IVF64,PQ16 on 5k x 128 vectors on this machine (1.3 s without). Decoded
+    vectors and search results are the same; only the code numbering differs.
+    """
+    try:
+        inner = faiss.downcast_index(faiss.extract_index_ivf(index))
+    except RuntimeError:
+        inner = faiss.downcast_index(index)
+    if hasattr(inner, "do_polysemous_training"):
+        inner.do_polysemous_training = False
+
+
 def _gpu_or_cpu(index: faiss.Index) -> faiss.Index:
     """The index moved to all GPUs when faiss-gpu sees one and the type supports it."""
     if faiss.get_num_gpus() > 0 and not isinstance(faiss.downcast_index(index), faiss.IndexHNSW):
         try:
             return faiss.index_cpu_to_all_gpus(index)
-        except RuntimeError as e:  # an index type without a GPU version
-            log.info("staying on CPU (%s)", str(e).splitlines()[0])
+        except (RuntimeError, AttributeError) as e:  # an index type without a GPU version, or no GPU module
+            log.info("staying on CPU (%s)", (str(e).splitlines() or [type(e).__name__])[0])
     return index
 
 
@@ -137,6 +153,7 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
         raise ValueError(f"--index-key {key}: not a FAISS index factory string ({str(e).splitlines()[0][:120]})") from None
     if "HNSW" in key:
         faiss.downcast_index(inner).hnsw.efConstruction = 200
+    skip_polysemous_training(inner)
     if not inner.is_trained:
         m = re.match(r"IVF(\d+)", key)
         if m and int(m.group(1)) > len(xb):
@@ -155,8 +172,20 @@ def build_index(xb: np.ndarray, ids: np.ndarray, key: str = "Flat", params: dict
     return index
 
 
+def has_ondisk_lists(index: faiss.Index) -> bool:
+    """Whether an IVF index's inverted lists are a (memory-mapped) faiss.OnDiskInvertedLists."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return False
+    return isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
+
+
 def update_index(index: faiss.Index, remove: np.ndarray, xb_add: np.ndarray, ids_add: np.ndarray) -> faiss.Index:
     """Remove ids `remove`, then add float32 (M', D) `xb_add` under `ids_add`, in place."""
+    if has_ondisk_lists(index):  # faiss would abort the process, not raise
+        raise ValueError("this index keeps its inverted lists on disk, read-only; rebuild it with "
+                         "pipelines.build_index --shard and pipelines.merge_shards instead of --update")
     remove = np.ascontiguousarray(remove, dtype=np.int64)
     if len(remove):
         removed = index.remove_ids(remove)

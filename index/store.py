@@ -6,6 +6,9 @@ INDEX_DIR holds
     ids.npy          int64 (M,), the FAISS id of each row
     manifest.json    `Manifest`: index key, metric, dim, count, encoder path + hash, and per
                      image its path relative to the data root, size, mtime, sha256 and id
+    index.ivfdata    only for `layout["invlists"] == "ondisk"` (a sharded build, `index.shards`):
+                     the inverted lists, memory-mapped read-only when loaded; embeddings.npy
+                     is then memory-mapped too, so a larger-than-RAM collection loads in little RAM
 
 App-facing API:
     load_index(index_dir) -> LoadedIndex(index, embeddings, ids, manifest)
@@ -34,6 +37,7 @@ import faiss
 import numpy as np
 
 from index.faiss_index import METRIC, _gpu_or_cpu, neighbours, search
+from index.shards import IVFDATA, read_ondisk
 
 MANIFEST = "manifest.json"
 INDEX_FILE = "index.faiss"
@@ -70,6 +74,7 @@ class Manifest:
     next_id: int = 0
     skipped: dict = field(default_factory=dict)  # SkipReport.as_dict()
     build: dict = field(default_factory=dict)  # the BuildConfig that made it
+    layout: dict = field(default_factory=dict)  # {} in RAM; {"invlists": "ondisk", "ivfdata": IVFDATA, "shards": N}
     created: str = ""
     format_version: int = FORMAT_VERSION
 
@@ -231,12 +236,13 @@ def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedInde
     """Read an index folder and check that its parts agree. Raises IndexLoadError."""
     index_dir = Path(index_dir)
     m = read_manifest(index_dir)
-    for name in (INDEX_FILE, EMBEDDINGS, IDS):
+    ondisk = m.layout.get("invlists") == "ondisk"
+    for name in (INDEX_FILE, EMBEDDINGS, IDS) + ((IVFDATA,) if ondisk else ()):
         if not (index_dir / name).is_file():
             raise IndexLoadError(f"{index_dir / name} is missing; rebuild the index with pipelines.build_index")
     try:
-        index = faiss.read_index(str(index_dir / INDEX_FILE))
-        emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False)
+        index = read_ondisk(index_dir / INDEX_FILE) if ondisk else faiss.read_index(str(index_dir / INDEX_FILE))
+        emb = np.load(index_dir / EMBEDDINGS, allow_pickle=False, mmap_mode="r" if ondisk else None)
         ids = np.load(index_dir / IDS, allow_pickle=False)
     except (RuntimeError, ValueError, OSError, EOFError) as e:  # EOFError: an empty .npy
         raise IndexLoadError(f"{index_dir} holds an unreadable index file ({' '.join(str(e).split())[:150]}); "
@@ -251,7 +257,7 @@ def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedInde
                              f"{m.count}; rebuild the index")
     if [it.id for it in m.items] != ids.tolist():
         raise IndexLoadError(f"{index_dir}: ids.npy does not match the manifest; rebuild the index")
-    if use_gpu:
+    if use_gpu and not ondisk:  # on-disk lists stay on disk: copying them to the GPU would load them all
         index = _gpu_or_cpu(index)
     return LoadedIndex(index, np.ascontiguousarray(emb), ids, m, index_dir)
 
@@ -303,9 +309,15 @@ def stale_temp_dirs(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.tmp-*"))
 
 
-def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.ndarray, ids: np.ndarray,
+def write_index_dir(out: str | os.PathLike, index, embeddings, ids: np.ndarray,
                     manifest: Manifest, before_swap=None, after_swap=None) -> None:
     """Write a complete index folder at `out`, replacing any previous one atomically.
+
+    `index` is a faiss.Index, None (a shard folder of `pipelines.build_index --shard`:
+    embeddings, ids and manifest only), or a function `index(tmp_dir) -> faiss.Index` that builds it
+    inside the new folder (on-disk inverted lists: their .ivfdata must sit beside
+    index.faiss). `embeddings` is a float32 (M, D) array, or a function
+    `embeddings(path)` that writes embeddings.npy itself (streamed from shards).
 
     `before_swap(tmp_dir)` runs after everything is written and fsynced, before the swap;
     `after_swap(old_dir)` right after it, before the previous index is deleted (the
@@ -319,8 +331,15 @@ def write_index_dir(out: str | os.PathLike, index: faiss.Index, embeddings: np.n
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
     try:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
+        if callable(index):
+            index = index(tmp)
+        if index is not None:
+            faiss.write_index(index, str(tmp / INDEX_FILE))
+        if callable(embeddings):
+            embeddings(tmp / EMBEDDINGS)
         for name, arr in ((EMBEDDINGS, embeddings), (IDS, ids)):
+            if callable(arr):
+                continue
             with open(tmp / name, "wb") as f:
                 np.save(f, arr, allow_pickle=False)
         manifest.created = manifest.created or time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -1,6 +1,8 @@
 """Embed a folder of images with a pretrained encoder into a FAISS index folder.
 
     python -m pipelines.build_index --data DIR --encoder RUN_DIR --out INDEX_DIR [--update]
+    python -m pipelines.build_index --data DIR --encoder RUN_DIR --out SHARDS_DIR --shard i/N   (then
+    python -m pipelines.merge_shards --shards SHARDS_DIR --out INDEX_DIR [--on-disk])
 
 Every readable image goes through the preprocessing recorded in RUN_DIR/config.json and
 the frozen backbone (representation h, no projection head); DataLoader workers decode the
@@ -8,6 +10,12 @@ next batches while the main process runs the forward pass. The index type comes 
 collection size and --memory-budget-gb (`index.faiss_index.choose_index_key`) unless
 --index-key is given. `--update` re-embeds only new and changed files, drops deleted ones
 and keeps the ids of the rest. INDEX_DIR is replaced atomically (see `index.store`).
+
+`--shard i/N` embeds only the i-th of N contiguous slices of the sorted file list and
+writes SHARDS_DIR/shard-i-of-N (embeddings.npy, ids.npy, manifest.json; ids are positions
+in the full sorted list, so they are unique across shards). Each process, machine or
+`torchrun` rank runs one shard (`--shard env` reads RANK and WORLD_SIZE);
+`pipelines.merge_shards` then builds one index from all N.
 """
 from __future__ import annotations
 
@@ -49,6 +57,7 @@ class BuildConfig:
     precision: str = "fp32"
     progress: bool = True
     seed: int = 0
+    shard: str | None = None  # "i/N": embed shard i of N into OUT/shard-i-of-N; "env": RANK/WORLD_SIZE
 
 
 class EncoderMismatch(IndexLoadError):
@@ -160,9 +169,53 @@ def plan_update(rel_paths: list[str], stats: dict[str, os.stat_result], root: Pa
     return Plan(reuse, embed, changed, removed)
 
 
+def parse_shard(spec: str) -> tuple[int, int]:
+    """"i/N" (0 <= i < N), or "env": torch.distributed's RANK / WORLD_SIZE -> (i, N)."""
+    if spec == "env":
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            raise ValueError("--shard env: RANK and WORLD_SIZE are not set (run under torchrun, or pass --shard i/N)")
+        spec = f"{os.environ['RANK']}/{os.environ['WORLD_SIZE']}"
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec}: expected i/N, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {spec}: need 0 <= i < N")
+    return i, n
+
+
+def shard_dir(shards: str | os.PathLike, i: int, n: int) -> Path:
+    return Path(shards) / f"shard-{i:05d}-of-{n:05d}"
+
+
+def run_shard(cfg: BuildConfig, backbone, enc: EncoderConfig, record: dict, root: Path, rel_paths: list[str],
+              stats: dict, skips: SkipReport) -> dict:
+    """Embed shard i of N of the sorted `rel_paths` into OUT/shard-i-of-N (no index: merge_shards builds it)."""
+    i, n = parse_shard(cfg.shard)
+    a, b = i * len(rel_paths) // n, (i + 1) * len(rel_paths) // n
+    if i > 0:  # files skipped while scanning are counted once, in shard 0
+        skips = SkipReport()
+    ok, emb, hashes = embed_files([root / r for r in rel_paths[a:b]], backbone, enc, cfg, skips)
+    items = [Item(rel, stats[rel].st_size, stats[rel].st_mtime_ns, hashes[j], a + j)
+             for j, rel in enumerate(rel_paths[a:b]) if ok[j]]
+    ids = np.array([it.id for it in items], np.int64)  # (S,)
+    manifest = Manifest(index_key="", dim=enc.feat_dim, count=len(items), data_root=str(root.resolve()),
+                        encoder=record, items=items, next_id=len(rel_paths), skipped=skips.as_dict(),
+                        build=asdict(cfg), layout={"shard": i, "shards": n})
+    out = shard_dir(cfg.out, i, n)
+    write_index_dir(out, None, np.ascontiguousarray(emb[ok]), ids, manifest)
+    counts = {"shard": f"{i}/{n}", "images": len(items), "skipped": skips.total}
+    log.info("%s: %s; %s", out, ", ".join(f"{k} {v}" for k, v in counts.items()), skips.summary())
+    return counts
+
+
 def run(cfg: BuildConfig) -> dict:
-    """Build or update cfg.out; returns the counts it logs."""
+    """Build or update cfg.out (or embed one shard of it, cfg.shard); returns the counts it logs."""
     t0 = time.perf_counter()
+    if cfg.shard and cfg.update:
+        raise ValueError("--shard and --update cannot be combined: re-embed the shard and merge again")
+    if cfg.shard:
+        parse_shard(cfg.shard)  # fail before loading anything
     device = pick_device(cfg.device)
     cfg.precision = pick_precision(cfg.precision, device)
     if cfg.workers is None:
@@ -183,6 +236,8 @@ def run(cfg: BuildConfig) -> dict:
             err = file_error(e, root / rel)
             skips.add(root / rel, err.reason, err.detail)
     rel_paths = [r for r in rel_paths if r in stats]
+    if cfg.shard:
+        return run_shard(cfg, backbone, enc, record, root, rel_paths, stats, skips)
 
     old = None
     if cfg.update:
@@ -190,6 +245,9 @@ def run(cfg: BuildConfig) -> dict:
             raise IndexLoadError(f"--update: {cfg.out} holds no index yet; run without --update to build one")
         old = load_index(cfg.out, use_gpu=False)
         check_same_encoder(old.manifest, record, cfg.out)
+        if old.manifest.layout.get("invlists") == "ondisk":
+            raise IndexLoadError(f"--update: {cfg.out} keeps its inverted lists on disk, read-only; re-embed the "
+                                 f"changed shards with --shard and run pipelines.merge_shards again")
     plan = plan_update(rel_paths, stats, root, old)
     log.info("%d images: %d to embed, %d unchanged, %d removed", len(rel_paths), len(plan.embed),
              len(plan.reuse), len(plan.removed))
@@ -262,6 +320,8 @@ def parse_args(argv=None) -> BuildConfig:
     p.add_argument("--precision", default=d.precision, help="fp32, bf16 or auto")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--shard", default=None, help="i/N: embed only shard i of N into OUT/shard-i-of-N, for "
+                   "pipelines.merge_shards; 'env' reads torchrun's RANK/WORLD_SIZE")
     return BuildConfig(**vars(p.parse_args(argv)))
 
 

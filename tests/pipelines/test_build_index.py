@@ -14,7 +14,7 @@ from encoders.imagefolder import open_rgb, resize_center_crop
 from encoders.store import load_encoder
 from index.faiss_index import exact_search
 from index.store import load_index, search_vectors
-from pipelines import build_index, cluster, duplicates, search
+from pipelines import build_index, cluster, duplicates, merge_shards, search
 from tests.conftest import make_shape_folder
 
 
@@ -164,3 +164,33 @@ def test_duplicates_and_clusters_cli(folder, tiny_encoder, tmp_path):
     assert sum(result["sizes"]) == 50 and len(result["assignments"]) == 50
     assert len(result["central"]) == result["k"]
     load_index(out)  # files beside the index do not disturb it
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["ram", "ondisk"])
+def test_three_shards_merged_equal_single_build(folder, tiny_encoder, tmp_path, on_disk, capsys):
+    """build_index --shard i/3 three times, merge_shards: same paths, vectors and neighbours as one build."""
+    assert build(folder, tiny_encoder, tmp_path / "single", "--index-key", "Flat") == 0
+    for i in (2, 0, 1):  # any order, as ranks finish
+        assert build(folder, tiny_encoder, tmp_path / "shards", "--shard", f"{i}/3") == 0
+    # IVF4,Flat with nprobe 4 scans every list: exact, so comparable with the Flat build
+    extra = ["--on-disk"] if on_disk else []
+    assert merge_shards.main(["--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "merged"),
+                              "--index-key", "IVF4,Flat", *extra]) == 0
+    single, merged = load_index(tmp_path / "single"), load_index(tmp_path / "merged")
+    assert [it.path for it in merged.manifest.items] == [it.path for it in single.manifest.items]
+    np.testing.assert_allclose(merged.embeddings, single.embeddings, atol=1e-6)
+    assert merged.manifest.layout == ({"invlists": "ondisk", "ivfdata": "index.ivfdata", "shards": 3} if on_disk
+                                      else {"invlists": "ram", "shards": 3})
+    assert merged.manifest.skipped["total"] == single.manifest.skipped["total"]
+    assert (tmp_path / "merged" / "index.ivfdata").is_file() == on_disk
+    q = single.embeddings[:6]
+    a, b = search_vectors(single, q, 5), search_vectors(merged, q, 5)
+    assert [[h.path for h in r] for r in a] == [[h.path for h in r] for r in b]
+
+    # a missing shard, and --update of an on-disk index, are one-line refusals
+    shutil.rmtree(next((tmp_path / "shards").glob("shard-00001-*")))
+    assert merge_shards.main(["--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "m2")]) == 2
+    assert "complete set" in capsys.readouterr().err
+    if on_disk:
+        assert build(folder, tiny_encoder, tmp_path / "merged", "--update") == 2
+        assert "on disk" in capsys.readouterr().err
