@@ -120,8 +120,8 @@ class Manifest:
 
 
 MANIFEST_TYPES = {"index_key": str, "dim": int, "count": int, "data_root": str, "encoder": dict, "items": list,
-                  "metric": str, "search_params": dict, "next_id": int, "skipped": dict, "build": dict, "created": str,
-                  "format_version": int}
+                  "metric": str, "search_params": dict, "next_id": int, "skipped": dict, "build": dict,
+                  "layout": dict, "created": str, "format_version": int}
 ITEM_TYPES = {"path": str, "size": int, "mtime_ns": int, "sha256": str, "id": int}
 
 
