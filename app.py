@@ -63,8 +63,9 @@ def get_index(index_dir: str, stamp: int):
 
 
 @st.cache_resource(show_spinner="Loading the encoder…", max_entries=4)
-def get_encoder(run_dir: str, sha256: str, dim: int):
-    return load_recorded_encoder({"path": run_dir, "sha256": sha256}, dim, "cpu")
+def get_encoder(record: dict, dim: int):
+    """The index's encoder, refused unless its weights hash and preprocessing are the recorded ones."""
+    return load_recorded_encoder(record, dim, "cpu")
 
 
 @st.cache_data(show_spinner=False, max_entries=20_000)
@@ -205,7 +206,7 @@ def page_search(ix: tuple[str, int], loaded) -> None:
                 st.error(f"{plain(f.name)}: cannot be searched ({e}).")
             continue
         try:
-            backbone, enc = get_encoder(m.encoder["path"], m.encoder["sha256"], m.dim)
+            backbone, enc = get_encoder(m.encoder, m.dim)
         except EncoderLoadError as e:
             st.error(f"Upload search needs the index's encoder: {e}")
             return

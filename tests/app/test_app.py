@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,3 +107,24 @@ def test_missing_index_says_how_to_build_one(tmp_path, monkeypatch):
     assert not at.exception
     assert "Cannot open the index" in errors(at)[0]
     assert any("make demo" in m.value for m in at.markdown)
+
+
+def test_upload_search_refuses_an_encoder_whose_preprocessing_changed(app_index, tmp_path, monkeypatch):
+    """Same weights (hash matches), other image size in config.json: queries would be embedded
+    differently from the collection, so the page refuses the encoder, as the CLI search does."""
+    run, index = tmp_path / "run", tmp_path / "index"
+    shutil.copytree(app_index.parent / "run", run)
+    shutil.copytree(app_index, index)
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["encoder"]["path"] = str(run)
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    config = json.loads((run / "config.json").read_text())
+    config["image_size"] = 24
+    (run / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(index)])
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    query = sorted(Path(manifest["data_root"]).glob("*.png"))[0].read_bytes()
+    at.file_uploader(key="uploads").upload("q.png", query, "image/png").run()
+    assert not at.exception
+    msgs = errors(at)
+    assert len(msgs) == 1 and "differs from the config" in msgs[0] and "image_size" in msgs[0], msgs
