@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from pipelines import build_index, pretrain
 from tests.conftest import make_shape_folder
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +38,13 @@ def corrupt_png(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("bad") / "corrupt.png"
     p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 50)
     return p
+
+
+@pytest.fixture
+def app(app_index, monkeypatch) -> AppTest:
+    """app.py run once on the tiny index, no exception."""
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(app_index)])
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at

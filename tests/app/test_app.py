@@ -18,15 +18,6 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ("Search", "Clusters", "Map", "Duplicates", "About")
 
 
-@pytest.fixture
-def app(app_index, monkeypatch) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(app_index)])
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
 def errors(at: AppTest) -> list[str]:
     return [e.value for e in at.error]
 

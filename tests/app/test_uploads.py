@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import sys
 import tomllib
 from pathlib import Path
 
@@ -18,16 +17,6 @@ import encoders.embed
 from tests.bad_corpus import make_corpus
 
 REPO = Path(__file__).resolve().parents[2]
-APP = str(REPO / "app.py")
-
-
-@pytest.fixture
-def app(app_index, monkeypatch) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(app_index)])
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.fixture
