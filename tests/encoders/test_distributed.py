@@ -109,7 +109,7 @@ def two_ranks(tmp_path_factory):
             for p in ctx.processes:
                 p.kill()
             pytest.fail("2-process run did not finish in 120 s")
-    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
 def one_process(method: str, variant: str) -> list[dict]:
