@@ -33,12 +33,17 @@ def built(tiny_encoder, tmp_path_factory) -> tuple[Path, Path]:
     return data, out
 
 
-def edit_manifest(change):
-    def damage(index_dir: Path, marker: Path) -> None:
-        m = json.loads((index_dir / "manifest.json").read_text())
-        change(m)
-        (index_dir / "manifest.json").write_text(json.dumps(m))
+def edit_json(name: str, change):
+    """A damage that loads FOLDER/name, applies `change` to the parsed object, writes it back."""
+    def damage(folder: Path, marker: Path) -> None:
+        obj = json.loads((folder / name).read_text())
+        change(obj)
+        (folder / name).write_text(json.dumps(obj))
     return damage
+
+
+def edit_manifest(change):
+    return edit_json("manifest.json", change)
 
 
 def set_item(key, value):
@@ -99,11 +104,7 @@ def pickle_as_weights(run: Path, marker: Path) -> None:
 
 
 def edit_config(change):
-    def damage(run: Path, marker: Path) -> None:
-        c = json.loads((run / "config.json").read_text())
-        change(c)
-        (run / "config.json").write_text(json.dumps(c))
-    return damage
+    return edit_json("config.json", change)
 
 
 ENCODER_DAMAGE = {
