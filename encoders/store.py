@@ -174,13 +174,21 @@ def load_recorded_encoder(record: dict, dim: int, device: str | torch.device = "
     backbone, cfg = load_encoder(run_dir, device)
     if cfg.feat_dim != dim:
         raise EncoderLoadError(f"encoder {run_dir} gives dim {cfg.feat_dim}, the index has {dim}; rebuild the index")
-    if "config" in record:  # same weights, other preprocessing would embed queries differently
-        try:
-            recorded = asdict(EncoderConfig.from_dict(record["config"]))
-        except ValueError as e:
-            raise EncoderLoadError(f"the index records a malformed encoder config ({e}); rebuild the index") from None
-        changed = [k for k in PREPROCESSING if asdict(cfg)[k] != recorded[k]]
-        if changed:
-            raise EncoderLoadError(f"{run_dir / CONFIG_FILE} differs from the config this index was built with "
-                                   f"({', '.join(changed)}); restore it or rebuild the index")
+    changed = changed_preprocessing(record, cfg)  # same weights, other preprocessing: other query vectors
+    if changed:
+        raise EncoderLoadError(f"{run_dir / CONFIG_FILE} differs from the config this index was built with "
+                               f"({', '.join(changed)}); restore it or rebuild the index")
     return backbone, cfg
+
+
+def changed_preprocessing(record: dict, cfg: EncoderConfig) -> list[str]:
+    """The PREPROCESSING fields in which `cfg` differs from the config an index recorded in
+    `record` (manifest.encoder); none if it recorded none. Raises EncoderLoadError if the
+    recorded config is malformed."""
+    if "config" not in record:
+        return []
+    try:
+        recorded = asdict(EncoderConfig.from_dict(record["config"]))
+    except ValueError as e:
+        raise EncoderLoadError(f"the index records a malformed encoder config ({e}); rebuild the index") from None
+    return [k for k in PREPROCESSING if asdict(cfg)[k] != recorded[k]]

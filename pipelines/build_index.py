@@ -35,7 +35,8 @@ from tqdm import tqdm
 from encoders.embed import embed_batch
 from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, file_error, scan_images
 from encoders.runtime import pick_device, pick_precision
-from encoders.store import ENCODER_FILE, EncoderConfig, crash_point, file_sha256, load_encoder
+from encoders.store import (CONFIG_FILE, ENCODER_FILE, EncoderConfig, changed_preprocessing, crash_point, file_sha256,
+                            load_encoder)
 from index.faiss_index import build_index, choose_index_key, default_search_params, supports_remove, update_index
 from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir
 from pipelines.cli import run_cli
@@ -69,7 +70,9 @@ def encoder_record(run_dir: str, cfg: EncoderConfig) -> dict:
             "config": asdict(cfg)}
 
 
-def check_same_encoder(manifest: Manifest, record: dict, index_dir) -> None:
+def check_same_encoder(manifest: Manifest, record: dict, enc: EncoderConfig, index_dir) -> None:
+    """--update adds vectors to an index: refuse an encoder (weights, dim or preprocessing)
+    other than the one its vectors came from."""
     if manifest.encoder.get("sha256") != record["sha256"]:
         raise EncoderMismatch(
             f"{index_dir} was built with encoder {manifest.encoder.get('path')} (sha256 "
@@ -78,6 +81,10 @@ def check_same_encoder(manifest: Manifest, record: dict, index_dir) -> None:
     if record["config"]["feat_dim"] != manifest.dim:
         raise EncoderMismatch(f"{index_dir} has dim {manifest.dim}, the encoder gives {record['config']['feat_dim']}; "
                               f"rebuild without --update")
+    changed = changed_preprocessing(manifest.encoder, enc)
+    if changed:
+        raise EncoderMismatch(f"{index_dir} was built with this encoder's weights but other preprocessing "
+                              f"({', '.join(changed)}); restore its {CONFIG_FILE}, or rebuild without --update")
 
 
 class HashingImageFiles(ImageFiles):
@@ -244,7 +251,7 @@ def run(cfg: BuildConfig) -> dict:
         if not (Path(cfg.out) / MANIFEST).is_file():
             raise IndexLoadError(f"--update: {cfg.out} holds no index yet; run without --update to build one")
         old = load_index(cfg.out, use_gpu=False)
-        check_same_encoder(old.manifest, record, cfg.out)
+        check_same_encoder(old.manifest, record, enc, cfg.out)
         if old.manifest.layout.get("invlists") == "ondisk":
             raise IndexLoadError(f"--update: {cfg.out} keeps its inverted lists on disk, read-only; re-embed the "
                                  f"changed shards with --shard and run pipelines.merge_shards again")

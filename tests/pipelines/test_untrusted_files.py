@@ -133,11 +133,14 @@ def test_tampered_encoder_folder_is_refused(built, tiny_encoder, tmp_path, capsy
     assert not marker.exists() and not (tmp_path / "index").exists()
 
 
-@pytest.mark.parametrize("change, message", [
-    ("weights", "is not the encoder this index was built with"),  # new weights at the recorded path
-    ("config", "differs from the config this index was built with (image_size)"),  # same weights, other preprocessing
+@pytest.mark.parametrize("change, message, update_message", [
+    # new weights at the recorded path
+    ("weights", "is not the encoder this index was built with", "pass the original --encoder"),
+    # same weights, other preprocessing
+    ("config", "differs from the config this index was built with (image_size)", "other preprocessing (image_size)"),
 ])
-def test_index_refuses_an_encoder_changed_since_the_build(built, tiny_encoder, tmp_path, capsys, change, message):
+def test_index_refuses_an_encoder_changed_since_the_build(built, tiny_encoder, tmp_path, capsys, change, message,
+                                                          update_message):
     data, _ = built
     run, index_dir = tmp_path / "run", tmp_path / "index"
     shutil.copytree(tiny_encoder, run)
@@ -152,6 +155,10 @@ def test_index_refuses_an_encoder_changed_since_the_build(built, tiny_encoder, t
     capsys.readouterr()
     assert search.main(["--index", str(index_dir), "--query", query, "--device", "cpu"]) == 2
     assert message in error_line(capsys)
+    manifest = (index_dir / "manifest.json").read_bytes()
+    assert build(data, run, index_dir, "--update") == 2  # --update would mix vectors of two encoders
+    assert update_message in error_line(capsys)
+    assert (index_dir / "manifest.json").read_bytes() == manifest
 
 
 def payload_checkpoint(run: Path, marker: Path) -> None:
