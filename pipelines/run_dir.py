@@ -1,0 +1,102 @@
+"""What `pipelines.pretrain` keeps in RUN_DIR besides the encoder: the checkpoint
+(`--resume`), metrics.jsonl and its loss plot, and backbone snapshots.
+
+Every file is written atomically (`encoders.store.atomic_write_with`); the checkpoint is
+read with `torch.load(weights_only=True)`, so a file that would run code is refused.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from encoders.store import EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, save_encoder
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+SNAPSHOTS = "snapshots"
+
+
+# ---- checkpoints: one helper to save, one to restore, a fixed dict ----
+
+def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int, cfg) -> None:
+    """RUN_DIR/checkpoint.pt: model, optimizer, step, total_steps and the run's config dataclass."""
+    ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+            "total_steps": total_steps, "config": asdict(cfg)}
+    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
+
+
+class CheckpointLoadError(ValueError):
+    """RUN_DIR/checkpoint.pt is not one of ours (truncated, foreign, or a pickle with code in it)."""
+
+
+def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
+    """The checkpoint dict, or None if there is none. `weights_only=True`: tensors and plain
+    containers only, a pickle that would run code is refused. Raises CheckpointLoadError."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointLoadError(f"{path} is not a weights-only checkpoint (loading it would need full "
+                                  f"unpickling, which can run code); refused. Delete it to start over") from None
+    except Exception as e:  # truncated or not a torch file
+        raise CheckpointLoadError(f"{path} is not a loadable checkpoint ({type(e).__name__}: "
+                                  f"{' '.join(str(e).split())[:150]}); delete it to start over") from None
+    kinds = {"model": dict, "optimizer": dict, "step": int, "total_steps": int, "config": dict}
+    if not isinstance(ckpt, dict) or not all(isinstance(ckpt.get(k), t) for k, t in kinds.items()):
+        raise CheckpointLoadError(f"{path} is not a checkpoint of pipelines.pretrain (needs {', '.join(kinds)}); "
+                                  f"delete it to start over")
+    return ckpt
+
+
+# ---- metrics, loss plot, snapshots ----
+
+def save_snapshot(run_dir: Path, backbone, enc_cfg: EncoderConfig, step: int, elapsed: float) -> Path:
+    """The backbone after `step` steps, as a loadable encoder folder RUN_DIR/snapshots/stepNNNNNNN,
+    with summary.json {step, seconds since the run started (decoding included)}."""
+    snap = run_dir / SNAPSHOTS / f"step{step:07d}"
+    save_encoder(snap, backbone, enc_cfg)
+    atomic_write_json(snap / "summary.json", {"step": step, "seconds": elapsed})
+    return snap
+
+
+def plot_losses(run_dir: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recs = [json.loads(line) for line in (run_dir / METRICS).read_text().splitlines() if line.strip()]
+    recs = [r for r in recs if "step" in r and "loss" in r]
+    if not recs:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1.2)
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.set_title(run_dir.name)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write_with(run_dir / "loss.png", lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+def step_of(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:  # a line torn by the kill
+        return math.inf
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """After a kill, drop metric lines logged past the checkpoint we resume from (and a torn last line)."""
+    path = run_dir / METRICS
+    if path.is_file():
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+        keep = [ln for ln in lines if step_of(ln) <= step]
+        atomic_write_bytes(path, "".join(ln + "\n" for ln in keep).encode())
