@@ -9,6 +9,9 @@ Legend: M originals, Q queries (edited copies), D embedding dim.
 from __future__ import annotations
 
 import io
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -114,3 +117,30 @@ def prepare_original(img: Image.Image, max_side: int = 1024) -> Image.Image:
     img = img.copy()
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return img
+
+
+REPORT_FILE = "eval_copies.json"  # RUN_DIR/REPORT_FILE: written by `pipelines.evaluate --copies`
+
+
+def read_report(run_dir: str | os.PathLike) -> dict | None:
+    """RUN_DIR/eval_copies.json, or None when it is missing, unreadable or not a JSON object."""
+    try:
+        report = json.loads((Path(run_dir) / REPORT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def report_rows(report: dict) -> dict[str, tuple[float | None, float | None]]:
+    """{"all edits": (encoder, raw pixels), edit: (encoder, raw pixels), ...}: recall@1 of a
+    report, None where a value is missing or not a number."""
+    def as_dict(v) -> dict:
+        return v if isinstance(v, dict) else {}
+    enc, raw = as_dict(report.get("encoder")), as_dict(report.get("raw_pixels"))
+
+    def num(d: dict, edit: str | None) -> float | None:
+        v = d.get("recall_at_1") if edit is None else as_dict(d.get("by_edit")).get(edit)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    edits = report.get("edits")
+    edits = [e for e in edits if isinstance(e, str)] if isinstance(edits, list) else []
+    return {"all edits": (num(enc, None), num(raw, None)), **{e: (num(enc, e), num(raw, e)) for e in edits}}

@@ -139,3 +139,9 @@ def read_saved_k(index_dir) -> tuple[int, str] | None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
         return None
     return k, why
+
+
+def members(c: Clustering, j: int) -> np.ndarray:
+    """Rows of cluster j, most central (highest score) first; ties in row order."""
+    rows = np.flatnonzero(c.labels == j)
+    return rows[np.argsort(-c.scores[rows], kind="stable")]

@@ -171,3 +171,14 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float, max_pair
     for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()):
         pairs[group_of[i]].append((i, j, v))
     return {"exact": exact, "near": [{"rows": g, "pairs": p} for g, p in zip(groups, pairs)]}
+
+
+def near_groups_best_first(near: list[dict], shown: int = 3) -> list[tuple[dict, float, list[int]]]:
+    """Near groups (`find_duplicates(...)["near"]`) ordered by their best pair's score, each with
+    that score and up to `shown` rows to show: the members of its best pairs, best first."""
+    out = []
+    for group in near:
+        best = sorted(group["pairs"], key=lambda p: -p[2])[:shown]
+        rows = list(dict.fromkeys(r for a, b, _ in best for r in (a, b)))[:shown]
+        out.append((group, best[0][2], rows))
+    return sorted(out, key=lambda t: -t[1])

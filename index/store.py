@@ -121,6 +121,14 @@ class LoadedIndex:
         return [Hit(self.manifest.items[r].path, float(s), int(i), r) for s, i, r in zip(scores, ids, rows)]
 
 
+def build_stamp(index_dir: str | os.PathLike) -> int:
+    """Changes whenever the index folder is rebuilt or updated (its manifest's mtime); 0 if none."""
+    try:
+        return os.stat(Path(index_dir) / MANIFEST).st_mtime_ns
+    except OSError:
+        return 0
+
+
 def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedIndex:
     """Read an index folder and check that its parts agree. Raises IndexLoadError."""
     index_dir = Path(index_dir)

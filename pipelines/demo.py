@@ -30,6 +30,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from encoders.copies import read_report, report_rows
 from encoders.store import ENCODER_FILE, file_sha256
 from index.store import MANIFEST
 from pipelines import build_index, cluster, evaluate, export_fashion_mnist, pretrain
@@ -40,7 +41,6 @@ from pipelines.serve import serve
 log = logging.getLogger("pipelines.demo")
 
 SAMPLE = Path("data/sample")
-COPIES_REPORT = "eval_copies.json"
 
 
 @dataclass
@@ -138,27 +138,21 @@ def copies_report(run: Path, data: Path) -> dict | None:
     except Exception as e:
         log.warning("quality report failed: %s: %s", type(e).__name__, e)
         return None
-    path = run / COPIES_REPORT
-    if rc or not path.is_file():
-        log.warning("quality report not available (pipelines.evaluate --copies exited %s); going on", rc)
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        log.warning("quality report %s unreadable (%s)", path, e)
-        return None
+    report = None if rc else read_report(run)
+    if report is None:
+        log.warning("quality report not available (pipelines.evaluate --copies exited %s, or its file is "
+                    "unreadable); going on", rc)
+    return report
 
 
 def format_report(r: dict) -> str:
     """eval_copies.json -> a few lines for the terminal."""
-    enc, raw = r.get("encoder", {}), r.get("raw_pixels", {})
     lines = [f"Quality report (no labels): the original of an edited photo is found first "
              f"({r.get('images', '?')} photos, each edited {len(r.get('edits', []))} ways)",
-             f"  {'':22s} {'encoder':>8s} {'raw pixels':>11s}",
-             f"  {'all edits':22s} {enc.get('recall_at_1', float('nan')):8.2f} {raw.get('recall_at_1', float('nan')):11.2f}"]
-    for name in r.get("edits", []):
-        lines.append(f"  {name:22s} {enc.get('by_edit', {}).get(name, float('nan')):8.2f} "
-                     f"{raw.get('by_edit', {}).get(name, float('nan')):11.2f}")
+             f"  {'':22s} {'encoder':>8s} {'raw pixels':>11s}"]
+    for name, vals in report_rows(r).items():
+        enc, raw = (float("nan") if v is None else v for v in vals)
+        lines.append(f"  {name:22s} {enc:8.2f} {raw:11.2f}")
     return "\n".join(lines)
 
 

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from encoders.backbones import build_backbone
-from encoders.copies import EDITS, copy_recall, make_copies, pick_sample, prepare_original
+from encoders.copies import EDITS, REPORT_FILE, copy_recall, make_copies, pick_sample, prepare_original
 from encoders.embed import embed_images, embed_tensor, fit_whitening_on
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy, raw_pixel_features
 from encoders.fashion_mnist import load_fashion_mnist
@@ -128,7 +128,7 @@ def run_copies(cfg: EvalConfig) -> dict:
                              src, names) for size in sorted({min(s, enc.image_size) for s in RAW_SIZES})}
     best = max(raw, key=lambda s: raw[s]["recall_at_1"])
     results["raw_pixels"] = {**raw[best], "size": best}
-    out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / "eval_copies.json"
+    out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / REPORT_FILE
     atomic_write_json(out, results)
     results["out"] = str(out)
     return results

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from encoders.copies import REPORT_FILE
 from encoders.fashion_mnist import FASHION_MNIST_DIR
 from index.store import load_index
 from pipelines import demo, evaluate, sample_photos
@@ -44,7 +45,7 @@ def fake_report(monkeypatch, calls: list) -> None:
     def fake_main(argv):
         calls.append(argv)
         run = Path(argv[argv.index("--encoder") + 1])
-        (run / demo.COPIES_REPORT).write_text(json.dumps({
+        (run / REPORT_FILE).write_text(json.dumps({
             "images": 40, "edits": ["crop", "mirror_grey"],
             "encoder": {"recall_at_1": 0.9, "by_edit": {"crop": 1.0, "mirror_grey": 0.8}},
             "raw_pixels": {"recall_at_1": 0.6, "by_edit": {"crop": 0.7, "mirror_grey": 0.5}}}))
