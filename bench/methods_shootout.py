@@ -154,11 +154,16 @@ def baselines(encoder_run: Path) -> dict:
 def compute_bound(method: str, backbone: str, size: int, batch: int, steps: int = 5) -> float:
     """img/s of the method's training step (forward, backward, optimizer, state updates) on
     views already in memory: no decoding, no augmentation."""
+    from encoders.methods import EpochContext
     from pipelines.pretrain import LR_DEFAULTS, PretrainConfig, build_method
+    from pipelines.train_loop import kmeans_labels
 
     cfg = PretrainConfig(method=method, backbone=backbone, image_size=size, batch_size=batch, small_stem=size <= 64)
     cfg.temperature = METHODS[method].default_temperature or 0.1
     model = build_method(cfg, n_images=batch).to(memory_format=torch.channels_last).train()
+    # the between-epoch hook on random features (DeepCluster: pseudo-labels); its own cost is not timed
+    model.on_epoch_start(0, EpochContext(embed_all=lambda: torch.randn(batch, model.backbone.feat_dim),
+                                         kmeans=kmeans_labels, forget_optimizer_state=lambda params: None))
     opt = torch.optim.AdamW(model.parameters(), lr=LR_DEFAULTS["adamw"][0])
     spec = model.views
     local = spec.local_px(size)
