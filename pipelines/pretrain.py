@@ -40,7 +40,8 @@ from pipelines.pretrain_config import (AUTO_FIELDS, LR_DEFAULTS, PretrainConfig,
                                        parse_args, resolve_auto)
 from pipelines.run_dir import (CHECKPOINT, METRICS, SNAPSHOTS, Checkpointer, CheckpointLoadError, load_checkpoint,
                                plot_losses, trim_metrics)
-from pipelines.train_loop import MetricsLog, StepSettings, Trainer, TrainingDiverged, fit_schedule, train
+from pipelines.train_loop import (MetricsLog, Pacer, StepSettings, Trainer, TrainingDiverged, fit_schedule,
+                                  set_schedule, train)
 
 log = logging.getLogger("pipelines.pretrain")
 
@@ -194,12 +195,7 @@ def run(cfg: PretrainConfig) -> dict:
         if proc.is_main:
             clear_old_run(run_dir)
     enc_cfg = encoder_config(cfg, model.backbone.feat_dim)
-    trainer = Trainer(model, optimizer, images, proc.device,
-                      StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, proc.precision),
-                      AugmentConfig(image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p,
-                                    grey_p=cfg.grey_p, jitter_strength=cfg.jitter_strength,
-                                    normalize=cfg.normalize),
-                      replace(enc_cfg, whiten=False))  # per-epoch embeddings (DeepCluster): the backbone as trained
+    trainer = make_trainer(cfg, model, optimizer, images, proc, enc_cfg)
     metrics = MetricsLog(run_dir / METRICS, proc.is_main)
     try:
         first_hook = trainer.begin_epoch(start_step // spe, start_step)  # DeepCluster needs labels to time a step
@@ -213,10 +209,13 @@ def run(cfg: PretrainConfig) -> dict:
                                     cfg.checkpoint_minutes * 60,
                                     cfg.snapshot_minutes * 60 if cfg.snapshot_minutes else None,
                                     export=lambda: encoder_to_save(model.backbone, enc_cfg, images, cfg.seed))
-        step, epochs = train(cfg, trainer, proc, start_step, stop_step, deadline, checkpointer, metrics)
+        metrics.write({"step": start_step, "total_steps": total_steps})  # the schedule's end, as fitted
+        pacer = make_pacer(cfg, deadline, trainer, checkpointer, metrics, base_lr, proc.device)
+        step, epochs = train(cfg, trainer, proc, start_step, stop_step, pacer, checkpointer, metrics)
     finally:
         metrics.close()
     checkpointer.maybe_save(step, force=True)
+    total_steps = checkpointer.total_steps  # a --minutes run behind its budget ends its schedule earlier
     summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "epoch": step / spe,
                "finished": step >= total_steps, "images": len(images), "skipped": skips.as_dict(),
                "seconds": time.perf_counter() - t_start,
@@ -224,6 +223,28 @@ def run(cfg: PretrainConfig) -> dict:
     if proc.is_main:
         finish_run_dir(run_dir, model.backbone, enc_cfg, images, cfg.seed, summary, skips)
     return summary
+
+
+def make_trainer(cfg: PretrainConfig, model, optimizer, images, proc, enc_cfg: EncoderConfig) -> Trainer:
+    return Trainer(model, optimizer, images, proc.device,
+                   StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, proc.precision),
+                   AugmentConfig(image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p,
+                                 grey_p=cfg.grey_p, jitter_strength=cfg.jitter_strength, normalize=cfg.normalize),
+                   replace(enc_cfg, whiten=False))  # per-epoch embeddings (DeepCluster): the backbone as trained
+
+
+def make_pacer(cfg: PretrainConfig, deadline: float | None, trainer: Trainer, checkpointer: Checkpointer,
+               metrics: MetricsLog, base_lr: float, device) -> Pacer | None:
+    """A `--minutes` run's pacer: if the run falls behind, its schedule ends earlier, and the
+    checkpoint and metrics.jsonl record the new end (so `--resume` rebuilds the same schedule)."""
+    if deadline is None:
+        return None
+
+    def refit(step: int, total_steps: int) -> None:
+        set_schedule(cfg, trainer, total_steps, base_lr)
+        checkpointer.total_steps = total_steps
+        metrics.write({"step": step, "total_steps": total_steps})
+    return Pacer(deadline, checkpointer.total_steps, refit, device)
 
 
 def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:

@@ -152,9 +152,44 @@ class MetricsLog:
             self.f.close()
 
 
-def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: int, deadline: float | None,
+class Pacer:
+    """Keeps a `--minutes` run on time. The schedule is fitted to the budget from a few timed
+    steps at the start; if the run later goes slower (other jobs on the machine, checkpoints,
+    snapshots), it would reach the deadline with its cosine unfinished. So every `every`
+    steps the rate since the last check is measured, and when the steps left would end after
+    the deadline, `refit(step, total)` moves the end of the schedule to the step that fits (never
+    later than planned). All processes take rank 0's decision."""
+
+    def __init__(self, deadline: float, total_steps: int, refit, device: torch.device, every: int = 20):
+        self.deadline, self.stop, self.refit, self.device, self.every = deadline, total_steps, refit, device, every
+        self.t0, self.first = None, None
+
+    def expired(self) -> bool:
+        return distributed.any_rank(time.perf_counter() >= self.deadline, self.device)
+
+    def after_step(self, step: int) -> int:
+        """Called after `step` steps are done; returns the step to stop at. The rate is the
+        average since the first call, so recurring pauses (checkpoints) count at their share."""
+        now = time.perf_counter()
+        if self.first is None:
+            self.t0, self.first = now, step
+        if (step - self.first) % self.every or step == self.first:
+            return self.stop
+        rate = (step - self.first) / max(now - self.t0, 1e-9)  # steps/s
+        fits = step + max(1, int((self.deadline - now) * rate * 0.97))
+        stop = distributed.from_rank0(fits if fits < 0.99 * self.stop else self.stop, self.device)
+        if stop < self.stop:
+            log.info("behind the budget at step %d (%.2f steps/s): the schedule now ends at step %d instead of %d",
+                     step, rate, stop, self.stop)
+            self.stop = stop
+            self.refit(step, stop)
+        return self.stop
+
+
+def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: int, pacer: Pacer | None,
                     checkpointer, bar, metrics: MetricsLog, log_every: int) -> dict[str, float]:
-    """Run global steps [max(start, epoch start), min(stop, epoch end)); returns stats."""
+    """Run global steps [max(start, epoch start), min(stop, epoch end)) (a `--minutes` run's
+    `pacer` may move the stop earlier, or stop at the deadline); returns stats."""
     spe, bs = trainer.steps_per_epoch, trainer.s.batch_size
     first, last = max(start_step, epoch * spe), min(stop_step, (epoch + 1) * spe)
     loss_sum, n, step = torch.zeros(()), 0, first
@@ -180,14 +215,18 @@ def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: in
             window_t, window_imgs = now, 0
         checkpointer.maybe_save(step + 1)
         crash_point(f"pretrain:after_step:{step + 1}")
-        if deadline is not None and distributed.any_rank(time.perf_counter() >= deadline, trainer.device):
-            stopped_early = step + 1 < last
-            break
+        if pacer is not None:
+            last = min(last, pacer.after_step(step + 1))
+            if step + 1 >= last:
+                break
+            if pacer.expired():
+                stopped_early = True
+                break
     return {"epoch": epoch, "loss": float(loss_sum / max(n, 1)), "steps": n, "last_step": step + 1 if n else first,
             "stopped_early": stopped_early}
 
 
-def train_epochs(trainer: Trainer, start_step: int, stop_step: int, deadline: float | None, checkpointer,
+def train_epochs(trainer: Trainer, start_step: int, stop_step: int, pacer: Pacer | None, checkpointer,
                  bar, metrics: MetricsLog, log_every: int) -> tuple[int, list[dict]]:
     """Epochs from the one holding `start_step` until `stop_step` or the deadline; returns
     (the step reached, per-epoch stats). Raises TrainingDiverged."""
@@ -196,13 +235,14 @@ def train_epochs(trainer: Trainer, start_step: int, stop_step: int, deadline: fl
         hook = trainer.begin_epoch(epoch, step)
         if hook:
             metrics.write({"epoch_start": epoch, "step": step, **hook})
-        stats = train_one_epoch(trainer, epoch, step, stop_step, deadline, checkpointer, bar, metrics, log_every)
+        stats = train_one_epoch(trainer, epoch, step, stop_step, pacer, checkpointer, bar, metrics, log_every)
         step = stats["last_step"]
         done.append(stats)
         if not stats["stopped_early"] and step % spe == 0:
             metrics.write({"epoch_end": epoch, "mean_loss": stats["loss"], "step": step})
-        if stats["stopped_early"] or (deadline is not None
-                                      and distributed.any_rank(time.perf_counter() >= deadline, trainer.device)):
+        if pacer is not None and step >= pacer.stop:
+            break
+        if stats["stopped_early"] or (pacer is not None and pacer.expired()):
             log.info("time budget reached at step %d", step)
             break
     return step, done
@@ -245,13 +285,19 @@ def fit_schedule(cfg, trainer: Trainer, total_steps: int | None, fresh: bool,
         total_steps = distributed.from_rank0(fit if total_steps is None else min(total_steps, fit), trainer.device)
         log.info("measured %.2f steps/s (%.0f img/s): %d steps (%.2f epochs) fit in the budget",
                  rate, rate * cfg.batch_size, total_steps, total_steps / spe)
-    warmup_steps = min(int(round(cfg.warmup_epochs * spe)), max(total_steps // 10, 1))
-    trainer.set_schedule(warmup_cosine(base_lr, total_steps, warmup_steps), total_steps)
+    set_schedule(cfg, trainer, total_steps, base_lr)
     return total_steps
 
 
+def set_schedule(cfg, trainer: Trainer, total_steps: int, base_lr: float) -> None:
+    """Linear warm-up (`cfg.warmup_epochs`, at most a tenth of the run), then cosine to 0 at
+    `total_steps`: a function of the total alone, so a resumed run rebuilds the same one."""
+    warmup_steps = min(int(round(cfg.warmup_epochs * trainer.steps_per_epoch)), max(total_steps // 10, 1))
+    trainer.set_schedule(warmup_cosine(base_lr, total_steps, warmup_steps), total_steps)
+
+
 def train(cfg, trainer: Trainer, proc, start_step: int, stop_step: int,
-          deadline: float | None, checkpointer, metrics: MetricsLog) -> tuple[int, list[dict]]:
+          pacer: Pacer | None, checkpointer, metrics: MetricsLog) -> tuple[int, list[dict]]:
     """Steps start_step..stop_step with a progress bar; (the step reached, per-epoch stats).
     Raises TrainingDiverged, naming the checkpoint that is left."""
     log.info("training %s/%s on %s (%s, channels_last=%s): %d images, batch %d, %d steps/epoch, "
@@ -263,7 +309,7 @@ def train(cfg, trainer: Trainer, proc, start_step: int, stop_step: int,
     bar = tqdm(total=stop_step, initial=start_step, desc="pretrain", unit="step", disable=not cfg.progress,
                dynamic_ncols=True)
     try:
-        return train_epochs(trainer, start_step, stop_step, deadline, checkpointer, bar, metrics, cfg.log_every)
+        return train_epochs(trainer, start_step, stop_step, pacer, checkpointer, bar, metrics, cfg.log_every)
     except TrainingDiverged as e:
         raise TrainingDiverged(f"{e}. Nothing was saved from this step; the last checkpoint is "
                                f"{checkpointer.run_dir / CHECKPOINT}") from None

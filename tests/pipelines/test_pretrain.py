@@ -1,5 +1,6 @@
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -104,11 +105,70 @@ def test_minutes_budget_fits_the_schedule_and_stops_cleanly(shape_folder, tmp_pa
     assert summary["step"] >= 1 and (out / "encoder.safetensors").is_file()
     steps = [r for r in recs if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, summary["step"] + 1))  # every step once, none after the stop
-    # the cosine schedule was fitted to the measured length: the logged lrs are its values
-    total, base = summary["total_steps"], 0.1 * 32 / 256
-    lrs = warmup_cosine(base, total, min(8, max(total // 10, 1)))
-    assert [r["lr"] for r in steps] == pytest.approx(list(lrs[:len(steps)]), rel=1e-6)
+    # the cosine schedule was fitted to the measured length (and refitted if the run fell
+    # behind, as metrics.jsonl records): the logged lrs are its values
+    assert [r["lr"] for r in steps] == pytest.approx(scheduled_lrs(recs, 0.1 * 32 / 256, 8), rel=1e-6)
+    assert summary["total_steps"] == [r["total_steps"] for r in recs if "total_steps" in r][-1]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == summary["step"]
+
+
+def scheduled_lrs(recs: list[dict], base: float, steps_per_epoch: int) -> list[float]:
+    """The lr of each logged step under the schedule in force then: warm-up + cosine to the
+    `total_steps` last recorded at or before that step (one record at the start, one per refit)."""
+    out, total = [], None
+    for r in recs:
+        if "total_steps" in r:
+            total = r["total_steps"]
+        elif "loss" in r:
+            out.append(warmup_cosine(base, total, min(steps_per_epoch, max(total // 10, 1)))[r["step"] - 1])
+    return out
+
+
+def test_a_run_that_falls_behind_its_budget_still_finishes_its_schedule(shape_folder, tmp_path, monkeypatch):
+    """From step 10 each step takes 0.25 s longer than the steps timed at the start: the
+    schedule is refitted (ends earlier), and the run reaches its new end, lr near 0, by the
+    deadline, instead of being cut off mid-cosine."""
+    from pipelines import train_loop
+    real_step = train_loop.Trainer.step
+
+    def slow_step(self, step):
+        if step >= 10:
+            time.sleep(0.25)
+        return real_step(self, step)
+    monkeypatch.setattr(train_loop.Trainer, "step", slow_step)
+    out = tmp_path / "run"
+    recs = run_pretrain(shape_folder, out, "--minutes", "0.25", "--lr", "0.1", "--whiten", "false")
+    summary = json.loads((out / "summary.json").read_text())
+    totals = [r["total_steps"] for r in recs if "total_steps" in r]
+    assert len(totals) >= 2 and totals == sorted(totals, reverse=True), totals  # refitted, only ever earlier
+    assert totals[-1] < 0.7 * totals[0] and summary["total_steps"] == totals[-1]
+    # the end is re-estimated every 20 steps up to the last ones: at most a step or two short
+    assert summary["step"] >= totals[-1] - 3, (summary["step"], totals)
+    steps = [r for r in recs if "loss" in r]
+    lrs = scheduled_lrs(recs, 0.1 * 32 / 256, 8)
+    assert [r["lr"] for r in steps] == pytest.approx(lrs, rel=1e-6)
+    assert steps[-1]["lr"] < 0.01 * max(lrs)  # the cosine got (nearly) to 0, not cut off half way
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["total_steps"] == totals[-1]
+
+
+def test_the_pacer_refits_only_when_behind_and_only_earlier(monkeypatch):
+    """Against a fake clock: 5 steps/s with 100 s left at step 0."""
+    from pipelines import train_loop
+    clock = [0.0]
+    monkeypatch.setattr(train_loop.time, "perf_counter", lambda: clock[0])
+    calls = []
+    pacer = train_loop.Pacer(100.0, 1000, lambda step, total: calls.append((step, total)), torch.device("cpu"),
+                             every=20)
+    for step in range(1, 41):
+        clock[0] = step / 5
+        stop = pacer.after_step(step)
+    # at step 21 (20 steps in 4 s): 79.8 s left x 5 steps/s x 0.97 = 387 more steps
+    assert calls == [(21, 21 + int((100 - 21 / 5) * 5 * 0.97))] and stop == calls[0][1]
+    on_time = train_loop.Pacer(100.0, 300, lambda *a: calls.append(a), torch.device("cpu"), every=20)
+    for step in range(1, 101):
+        clock[0] = step / 5
+        assert on_time.after_step(step) == 300  # 5 steps/s x 100 s fits 300: never refitted
+    assert len(calls) == 1
 
 
 def test_resume_is_a_config_field_saved_with_the_run(shape_folder, tmp_path):
