@@ -156,9 +156,9 @@ class Pacer:
     """Keeps a `--minutes` run on time. The schedule is fitted to the budget from a few timed
     steps at the start; if the run later goes slower (other jobs on the machine, checkpoints,
     snapshots), it would reach the deadline with its cosine unfinished. So every `every`
-    steps the rate since the last check is measured, and when the steps left would end after
-    the deadline, `refit(step, total)` moves the end of the schedule to the step that fits (never
-    later than planned). All processes take rank 0's decision."""
+    steps the rate so far is measured, and when the steps left would end after the deadline,
+    `refit(step, total)` moves the end of the schedule to the step that fits (never later
+    than planned). All processes take rank 0's decision."""
 
     def __init__(self, deadline: float, total_steps: int, refit, device: torch.device, every: int = 20):
         self.deadline, self.stop, self.refit, self.device, self.every = deadline, total_steps, refit, device, every
