@@ -82,19 +82,17 @@ def default_threshold(index_dir: str, stamp: int) -> float:
     return round(max(0.5, suggest_threshold(get_index(index_dir, stamp).embeddings)), 3)
 
 
-def choose_k(ix: tuple[str, int], m: int, label: str, key: str, explain: bool = True) -> int:
-    """K from a select box; "automatic": the K saved by `pipelines.cluster`, else one chosen by silhouette."""
+def choose_clusters(ix: tuple[str, int], m: int, label: str, key: str, explain: bool = True):
+    """K-means at the K of a select box; "automatic": the K saved by `pipelines.cluster`, else the
+    one chosen by silhouette (that run's clustering is used as it is, not computed again)."""
     choice = st.selectbox(label, ["automatic", *range(2, min(50, m) + 1)], key=key)
     if choice != "automatic":
-        return int(choice)
+        return clusters(*ix, int(choice))
     saved = read_saved_k(ix[0])
-    if saved is None:
-        chosen = clusters(*ix, None)
-        saved = chosen.k, chosen.chosen_by
-    k, why = saved
+    res = clusters(*ix, None if saved is None else saved[0])
     if explain:
-        st.caption(f"Automatic K = {k}: {why}")
-    return k
+        st.caption(f"Automatic K = {res.k}: {res.chosen_by if saved is None else saved[1]}")
+    return res
 
 
 def search_this(path: str) -> None:
@@ -217,8 +215,8 @@ def show_upload_queries(ix: tuple[str, int], loaded, uploads, k: int) -> None:
 
 def page_clusters(ix: tuple[str, int], loaded) -> None:
     st.header("Clusters")
-    k = choose_k(ix, len(loaded.embeddings), "Number of clusters K", "k_clusters")
-    c = clusters(*ix, k).clustering
+    res = choose_clusters(ix, len(loaded.embeddings), "Number of clusters K", "k_clusters")
+    k, c = res.k, res.clustering
     sizes = c.sizes
     paths = [it.path for it in loaded.manifest.items]
     st.download_button(f"Download the {k} clusters (CSV: path, cluster, score)",
@@ -250,8 +248,8 @@ def page_map(ix: tuple[str, int], loaded) -> None:
                         format_func=LABELS.get, help="Computed once per index and saved beside it")
     xy = projection(*ix, method)
     with right:
-        k = choose_k(ix, len(xy), "Colour by K-means clusters, K =", "k_map", explain=False)
-    labels = clusters(*ix, k).clustering.labels
+        res = choose_clusters(ix, len(xy), "Colour by K-means clusters, K =", "k_map", explain=False)
+    k, labels = res.k, res.clustering.labels
     paths = [it.path for it in loaded.manifest.items]
     chart_tab, mosaic_tab = st.tabs(["Points", "Thumbnail mosaic"])
     with chart_tab:

@@ -1,7 +1,8 @@
 """What the search page shows, without Streamlit, so that app.py only draws.
 
     jpeg_data_uri(img)                          -> "data:image/jpeg;base64,..."
-    thumb_data_uri(loaded, path, size)          -> the same for an indexed image (only manifest paths)
+    thumb_image(loaded, path, size)             -> an indexed image as a thumbnail (only manifest paths)
+    thumb_data_uri(loaded, path, size)          -> the same as a data URI
     grid_html(paths, thumb, captions, columns)  -> one HTML block of thumbnails with captions
     markdown_literal(text)                      -> user text shown literally in markdown
     picked_rows(selection, xy, paths)           -> rows picked on the map (clicked points or a box)
@@ -38,10 +39,15 @@ def jpeg_data_uri(img: Image.Image, quality: int = 85) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def thumb_data_uri(loaded: LoadedIndex, path: str, size: int) -> str:
-    """JPEG data URI thumbnail of an indexed image. Only manifest paths inside the data root are
+def thumb_image(loaded: LoadedIndex, path: str, size: int) -> Image.Image:
+    """An indexed image fitted in size x size. Only manifest paths inside the data root are
     opened (`LoadedIndex.image_file`); raises IndexLoadError or UnreadableImage."""
-    return jpeg_data_uri(thumbnail(open_rgb(loaded.image_file(path), draft_size=size), size))
+    return thumbnail(open_rgb(loaded.image_file(path), draft_size=size), size)
+
+
+def thumb_data_uri(loaded: LoadedIndex, path: str, size: int) -> str:
+    """`thumb_image` as a JPEG data URI."""
+    return jpeg_data_uri(thumb_image(loaded, path, size))
 
 
 def grid_html(paths: list[str], thumb: Callable[[str], str], captions: list[str] | None = None,
@@ -120,7 +126,7 @@ def mosaic_png(loaded: LoadedIndex, xy: np.ndarray, cols: int, rows: int, px: in
     canvas = Image.new("RGB", (cols * px, rows * px), (245, 245, 245))
     for (c, r), row in map_cells(xy, cols, rows).items():
         try:
-            img = thumbnail(open_rgb(loaded.image_file(loaded.manifest.items[row].path), draft_size=px), px)
+            img = thumb_image(loaded, loaded.manifest.items[row].path, px)
         except (IndexLoadError, UnreadableImage):
             continue
         canvas.paste(img, (c * px + (px - img.width) // 2, (rows - 1 - r) * px + (px - img.height) // 2))
