@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -23,42 +24,60 @@ from encoders.evaluation import knn_accuracy  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.imagefolder import decode_folder  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
+from encoders.whitening import fit_whitening  # noqa: E402
 from methods_shootout import nmi_ari  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
 
 
-def whiten(train: np.ndarray, x: np.ndarray, s: float, k: int) -> np.ndarray:
-    """x (N, D) whitened like encoders/whitening.py (shrinkage s), fitted on train, keeping the top k axes; L2."""
-    mean = train.mean(0)
-    cov = np.cov((train - mean).T)
-    var, axes = np.linalg.eigh(cov)
-    order = np.argsort(var)[::-1][:k]
-    var, axes = np.clip(var[order], 0, None), axes[:, order]
-    proj = axes / np.sqrt(var + s * var.mean())
-    out = (x - mean) @ proj
-    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+SHRINKAGE = (0.1, 0.3, 1.0)  # 0.1: the default of encoders/whitening.py
+KEEP = (256, 128, 64, 32)  # principal directions kept (all: 256)
 
-res = []
-for run in sys.argv[1:]:
-    backbone, enc = load_encoder(run, torch.device("cpu"))
-    raw_cfg = replace(enc, whiten=False)
-    if "fmnist" in run:
-        xtr, ytr = load_fashion_mnist("train"); xte, yte = load_fashion_mnist("test")
-        ftr = embed_tensor(backbone, arrays_to_images(xtr, enc.image_size), raw_cfg).astype(np.float64)
-        fte = embed_tensor(backbone, arrays_to_images(xte, enc.image_size), raw_cfg).astype(np.float64)
-        fit = ftr[np.random.default_rng(0).choice(len(ftr), 16384, replace=False)]
-        for s in (0.1, 0.3, 1.0):
-            for k in (256, 128, 64, 32):
-                a, b = whiten(fit, ftr, s, k), whiten(fit, fte, s, k)
-                r = {"run": run, "s": s, "k": k, "knn": knn_accuracy(a, ytr, b, yte), **nmi_ari(b, yte, 10)}
-                print(json.dumps(r), flush=True); res.append(r)
-    else:
-        folder = datasets.get("mixed")
-        paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
-        labels = datasets.labels_for(folder, paths)
-        f = embed_tensor(backbone, images, raw_cfg).astype(np.float64)
-        for s in (0.1, 0.3, 1.0):
-            for k in (256, 128, 64, 32):
-                r = {"run": run, "s": s, "k": k, **nmi_ari(whiten(f, f, s, k), labels, 20)}
-                print(json.dumps(r), flush=True); res.append(r)
-json.dump(res, open(ROOT / "bench" / "results" / "whitening_probe.json", "w"), indent=1)
+
+def whitened(fit: np.ndarray, shrinkage: float) -> dict:
+    """{k: x (N, D) -> whitened on the top-k principal axes, L2-normalised}, from the project's own
+    `fit_whitening` on `fit` (its axes come in ascending variance: the top k are the last columns)."""
+    w = fit_whitening(torch.from_numpy(fit), shrinkage)
+
+    def apply(x: np.ndarray, k: int) -> np.ndarray:
+        out = (torch.from_numpy(x).float() - w.mean) @ w.proj[:, -k:]  # (N, k)
+        return F.normalize(out, dim=1).numpy()
+    return {k: (lambda x, k=k: apply(x, k)) for k in KEEP}
+
+
+def probe_fmnist(run: str, backbone, enc) -> list[dict]:
+    (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
+    ftr, fte = (embed_tensor(backbone, arrays_to_images(x, enc.image_size), enc) for x in (xtr, xte))
+    fit = ftr[np.random.default_rng(0).choice(len(ftr), 16384, replace=False)]  # as pretrain's WHITEN_SAMPLE
+    out = []
+    for s in SHRINKAGE:
+        for k, f in whitened(fit, s).items():
+            out.append({"run": run, "s": s, "k": k, "knn": knn_accuracy(f(ftr), ytr, f(fte), yte),
+                        **nmi_ari(f(fte), yte, 10)})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def probe_mixed(run: str, backbone, enc) -> list[dict]:
+    folder = datasets.get("mixed")
+    paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
+    labels = datasets.labels_for(folder, paths)
+    feats = embed_tensor(backbone, images, enc)
+    out = []
+    for s in SHRINKAGE:
+        for k, f in whitened(feats, s).items():
+            out.append({"run": run, "s": s, "k": k, **nmi_ari(f(feats), labels, 20)})
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def main(runs: list[str]) -> None:
+    res = []
+    for run in runs:
+        backbone, enc = load_encoder(run, torch.device("cpu"))
+        enc = replace(enc, whiten=False)  # the embeddings before the saved whitening
+        res += (probe_fmnist if "fmnist" in run else probe_mixed)(run, backbone, enc)
+    (ROOT / "bench" / "results" / "whitening_probe.json").write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
