@@ -19,7 +19,7 @@ import streamlit as st
 from encoders.copies import read_report, report_rows
 from encoders.imagefolder import UnreadableImage, thumbnail
 from encoders.store import EncoderLoadError
-from index.clusters import central_rows, cluster_collection, members, read_saved_k
+from index.clusters import ClusterSettings, central_rows, cluster_collection, describe, members, read_saved
 from index.duplicates import TooManyPairs, find_duplicates, near_groups_best_first, suggest_threshold
 from index.exports import clusters_csv, duplicates_csv, named_duplicates
 from index.gallery import (grid_html, index_facts, jpeg_data_uri, map_chart, markdown_literal as plain,
@@ -55,9 +55,9 @@ def thumb_uri(index_dir: str, stamp: int, path: str, size: int = THUMB_PX) -> st
     return thumb_data_uri(get_index(index_dir, stamp), path, size)
 
 
-@st.cache_data(show_spinner="Clustering…", max_entries=16)
-def clusters(index_dir: str, stamp: int, k: int | None):
-    return cluster_collection(get_index(index_dir, stamp).embeddings, k)
+@st.cache_data(show_spinner="Grouping the collection…", max_entries=16)
+def clusters(index_dir: str, stamp: int, k: int | None, _settings: ClusterSettings, settings_key: str):
+    return cluster_collection(get_index(index_dir, stamp).embeddings, k, _settings)
 
 
 @st.cache_data(show_spinner="Projecting (once per index; t-SNE and UMAP take a while)…", max_entries=8)
@@ -83,15 +83,16 @@ def default_threshold(index_dir: str, stamp: int) -> float:
 
 
 def choose_clusters(ix: tuple[str, int], m: int, label: str, key: str, explain: bool = True):
-    """K-means at the K of a select box; "automatic": the K saved by `pipelines.cluster`, else the
-    one chosen by silhouette (that run's clustering is used as it is, not computed again)."""
+    """The groups at the K of a select box; "automatic": the K and settings saved by `pipelines.cluster`,
+    else as many groups as the neighbour graph supports (the same algorithm either way)."""
     choice = st.selectbox(label, ["automatic", *range(2, min(50, m) + 1)], key=key)
-    if choice != "automatic":
-        return clusters(*ix, int(choice))
-    saved = read_saved_k(ix[0])
-    res = clusters(*ix, None if saved is None else saved[0])
+    saved = read_saved(ix[0])
+    settings = ClusterSettings() if saved is None else saved["settings"]
+    k = int(choice) if choice != "automatic" else None if saved is None else saved["k"]
+    res = clusters(*ix, k, settings, repr(settings))
     if explain:
-        st.caption(f"Automatic K = {res.k}: {res.chosen_by if saved is None else saved[1]}")
+        why = res.chosen_by if saved is None or choice != "automatic" else saved["chosen_by"]
+        st.caption(describe(res, why))
     return res
 
 
@@ -223,11 +224,11 @@ def page_clusters(ix: tuple[str, int], loaded) -> None:
                        lambda: clusters_csv(paths, c.labels, c.scores),
                        file_name=f"clusters_k{k}.csv", mime="text/csv", key="download_clusters", on_click="ignore")
     st.subheader("Cluster sizes")
-    st.bar_chart(pd.DataFrame({"cluster": [str(j) for j in range(k)], "images": sizes}), x="cluster", y="images",
-                 height=220)
+    st.bar_chart(pd.DataFrame({"cluster": range(k), "images": sizes}), x="cluster", y="images", height=220)
     st.subheader("Most central images of each cluster")
     for j, rows in enumerate(central_rows(c, COLUMNS)):
-        st.markdown(f"**Cluster {j}** · {sizes[j]} images")
+        st.markdown(f"**Cluster {j}** · {sizes[j]} images · {res.quality.cohesion[j]:.0%} of their neighbours "
+                    f"in the group")
         image_grid(ix, [paths[r] for r in rows], f"central-{j}",
                    [f"{c.scores[r]:.3f} · {html.escape(paths[r])}" for r in rows], searchable=False)
     st.subheader("Browse one cluster")
@@ -248,7 +249,7 @@ def page_map(ix: tuple[str, int], loaded) -> None:
                         format_func=LABELS.get, help="Computed once per index and saved beside it")
     xy = projection(*ix, method)
     with right:
-        res = choose_clusters(ix, len(xy), "Colour by K-means clusters, K =", "k_map", explain=False)
+        res = choose_clusters(ix, len(xy), "Colour by clusters, K =", "k_map", explain=False)
     k, labels = res.k, res.clustering.labels
     paths = [it.path for it in loaded.manifest.items]
     chart_tab, mosaic_tab = st.tabs(["Points", "Thumbnail mosaic"])

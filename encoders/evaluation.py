@@ -69,3 +69,19 @@ def raw_pixel_features(images: torch.Tensor) -> np.ndarray:
     x = images.float().flatten(1)  # (M, 3*S*S)
     x = x - x.mean(1, keepdim=True)
     return F.normalize(x, dim=1).numpy()
+
+
+def cluster_scores(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    """How well a clustering `pred` (M,) recovers classes `labels` (M,), as clustering papers report it:
+    NMI, ARI, and ACC = accuracy under the best one-to-one matching of clusters to classes (Hungarian,
+    over the (clusters x classes) contingency table; unmatched clusters count as errors)."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    _, y = np.unique(labels, return_inverse=True)
+    _, p = np.unique(pred, return_inverse=True)
+    table = np.zeros((p.max() + 1, y.max() + 1), np.int64)  # (clusters, classes)
+    np.add.at(table, (p, y), 1)
+    rows, cols = linear_sum_assignment(-table)
+    return {"nmi": float(normalized_mutual_info_score(y, p)), "ari": float(adjusted_rand_score(y, p)),
+            "acc": float(table[rows, cols].sum() / len(y))}

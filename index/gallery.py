@@ -138,10 +138,11 @@ def mosaic_png(loaded: LoadedIndex, xy: np.ndarray, cols: int, rows: int, px: in
 def map_chart(xy: np.ndarray, labels: np.ndarray, paths: list[str], axis: str, k: int) -> alt.Chart:
     """Scatter of the map xy (M, 2) coloured by cluster label (M,), each point named by its path,
     with a click selection named "pick" (by image) and a dragged-box selection named "box"."""
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": labels.astype(str), "image": paths})
+    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": labels.astype(int), "image": paths})
     pick = alt.selection_point(name="pick", fields=["image"], on="click")
     box = alt.selection_interval(name="box", encodings=["x", "y"])
     return (alt.Chart(df).mark_circle(size=18, opacity=0.75)
             .encode(x=alt.X("x", title=f"{axis} 1"), y=alt.Y("y", title=f"{axis} 2"),
-                    color=alt.Color("cluster:N", title=f"cluster (K={k})"), tooltip=["image", "cluster"])
+                    color=alt.Color("cluster:N", title=f"cluster (K={k})", sort=list(range(k)),
+                                    scale=alt.Scale(scheme="category20")), tooltip=["image", "cluster"])
             .add_params(pick, box).properties(height=520))

@@ -1,8 +1,13 @@
+import itertools
+
 import numpy as np
 import pytest
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from index.clusters import central_rows, choose_k, kmeans, read_saved_k
+from encoders.evaluation import cluster_scores
+from index.clusters import (ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans,
+                            read_saved)
+from index.graph import knn_graph
 from tests.index.conftest import clustered
 
 
@@ -19,10 +24,69 @@ def test_kmeans_is_seeded():
     np.testing.assert_array_equal(kmeans(x, 4, seed=3).labels, kmeans(x, 4, seed=3).labels)
 
 
-def test_choose_k_finds_the_true_number():
-    x, _ = clustered(1500, 32, 5, spread=0.5, seed=6)
-    k, scores = choose_k(x, list(range(2, 10)), sample=1000)
-    assert k == 5 and scores[5] == max(scores.values())
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_planted_groups_are_recovered_exactly(algorithm):
+    x, labels = clustered(800, 32, 6, spread=0.5, seed=6)
+    res = cluster_collection(x, 6, ClusterSettings(algorithm=algorithm, stability_runs=1))
+    assert adjusted_rand_score(labels, res.clustering.labels) == 1.0
+    assert res.quality.stability == pytest.approx(1.0)
+    assert res.quality.overall_cohesion == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("groups", [3, 8, 15])
+def test_automatic_k_is_the_planted_number(groups):
+    x, labels = clustered(150 * groups, 32, groups, spread=0.5, seed=groups)
+    res = cluster_collection(x)
+    assert res.k == groups and "neighbour graph" in res.chosen_by
+    assert adjusted_rand_score(labels, res.clustering.labels) == 1.0
+
+
+def test_graph_clusters_any_k_and_numbers_groups_by_size():
+    x, _ = clustered(600, 16, 4, spread=1.0, seed=7)
+    for k in (2, 4, 9, 30):
+        c = cluster_collection(x, k, ClusterSettings(stability_runs=0)).clustering
+        assert len(np.unique(c.labels)) == k == len(c.centroids)
+        assert (np.diff(c.sizes) <= 0).all()
+
+
+def test_same_seed_same_groups_and_scores_are_cosines_to_member_means():
+    x, _ = clustered(700, 16, 5, spread=1.2, seed=8)
+    a, b = (cluster_collection(x, None, ClusterSettings(seed=4, stability_runs=0)).clustering for _ in range(2))
+    np.testing.assert_array_equal(a.labels, b.labels)
+    for j in range(len(a.centroids)):
+        mean = x[a.labels == j].mean(0)
+        np.testing.assert_allclose(a.centroids[j], mean / np.linalg.norm(mean), atol=1e-5)
+    np.testing.assert_allclose(a.scores, (x * a.centroids[a.labels]).sum(1), atol=1e-5)
+
+
+def test_cohesion_against_a_naive_loop():
+    x, _ = clustered(200, 8, 3, spread=1.5, seed=9)
+    g = knn_graph(x, 6)
+    labels = np.random.default_rng(0).integers(0, 3, 200)
+    want = [sum(labels[j] == labels[i] for j in g.ids[i]) / 6 for i in range(200)]
+    np.testing.assert_allclose(cohesion(g, labels), want)
+
+
+def test_cluster_scores_against_sklearn_and_a_brute_force_matching():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 300)
+    p = np.where(rng.random(300) < 0.7, (y + 1) % 4, rng.integers(0, 5, 300)) * 7  # 5 clusters, 4 classes
+    s = cluster_scores(y, p)
+    assert s["nmi"] == pytest.approx(normalized_mutual_info_score(y, p))
+    assert s["ari"] == pytest.approx(adjusted_rand_score(y, p))
+    clusters = np.unique(p)
+    best = max(sum(((p == c) & (y == k)).sum() for c, k in zip(perm, range(4)))
+               for perm in itertools.permutations(clusters, 4))
+    assert s["acc"] == pytest.approx(best / 300)
+
+
+def test_tiny_collections_and_bad_requests():
+    x, _ = clustered(2, 8, 1, seed=0)
+    assert cluster_collection(x).k == 1
+    with pytest.raises(ValueError, match="5 clusters asked of 2 images"):
+        cluster_collection(x, 5)
+    with pytest.raises(ValueError, match="choose one of"):
+        ClusterSettings(algorithm="dbscan")
 
 
 def test_central_rows_are_members_sorted_by_score():
@@ -33,11 +97,16 @@ def test_central_rows_are_members_sorted_by_score():
         assert list(c.scores[rows]) == sorted(c.scores[c.labels == j], reverse=True)[:4]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ('{"k": 6, "chosen_by": "given with -k"}', (6, "given with -k")),
-    ('{"k": "6"}', None), ('{"k": true}', None), ('{"k": 0}', None), ('{"k": 6.5}', None),
-    ('{"k": 6, "chosen_by": ["x"]}', None), ('[6]', None), ('{"k": 6', None), ("", None),
+@pytest.mark.parametrize("text, ok", [
+    ('{"k": 6, "chosen_by": "given"}', True), ('{"k": 6, "chosen_by": "given", "settings": {"neighbours": 9}}', True),
+    ('{"k": "6"}', False), ('{"k": true}', False), ('{"k": 0}', False), ('{"k": 6.5}', False),
+    ('{"k": 6, "chosen_by": ["x"]}', False), ('[6]', False), ('{"k": 6', False), ("", False),
+    ('{"k": 6, "settings": {"algorithm": "other"}}', False), ('{"k": 6, "settings": {"unknown": 1}}', False),
+    ('{"k": 6, "settings": {"neighbours": "9"}}', False),
 ])
-def test_saved_k_is_read_only_from_a_well_formed_file(tmp_path, text, expected):
+def test_saved_clusters_are_read_only_from_a_well_formed_file(tmp_path, text, ok):
     (tmp_path / "clusters.json").write_text(text)
-    assert read_saved_k(tmp_path) == expected
+    saved = read_saved(tmp_path)
+    assert (saved is not None) == ok
+    if ok:
+        assert saved["k"] == 6 and isinstance(saved["settings"], ClusterSettings)

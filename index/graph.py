@@ -1,0 +1,157 @@
+"""Groups of a collection from its nearest-neighbour graph: Leiden communities, merged into a hierarchy.
+
+    knn_graph(x (M, D), k)             -> Neighbours: ids (M, k) and cosine sims (M, k), self excluded
+    leiden(graph, resolution, seed)    -> int64 (M,) community of every row (leidenalg, RB configuration)
+    merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
+    Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
+    Hierarchy.best_k()                 -> the K of highest modularity along the merges
+
+Why a graph: a self-supervised encoder is trained so that an image's nearest neighbours share
+what it shows; K-means instead assumes round groups of equal spread in the whole space, which
+whitened embeddings are not (bench/results/cluster_bench.json: K-means vs the graph). Leiden
+(Traag et al. 2019) finds communities of the symmetrised k-NN graph; run at a resolution above 1
+it over-segments a little, and merging the two communities whose merge raises modularity most
+(Clauset-Newman-Moore on the community graph, a few hundred nodes) gives a partition at every K
+from one run: the page's K selector answers at once, and "automatic K" is the cut of highest
+modularity (the number of groups the graph itself supports). Legend: M images, D dim, k neighbours,
+C communities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from scipy import sparse
+
+from index.faiss_index import as_vectors
+
+EXACT_MAX = 200_000  # exact k-NN up to here (M^2 D multiply-adds: ~20 s at 60k x 256 on 2 cores)
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    ids: np.ndarray  # int64 (M, k), nearest first, self excluded
+    sims: np.ndarray  # float32 (M, k), cosine similarity
+
+    def adjacency(self) -> sparse.csr_matrix:
+        """Symmetric (M, M) weights: 1 for an edge in either direction, 2 for a mutual one."""
+        m, k = self.ids.shape
+        rows = np.repeat(np.arange(m), k)
+        a = sparse.csr_matrix((np.ones(m * k, np.float64), (rows, self.ids.ravel())), shape=(m, m))
+        return (a + a.T).tocsr()
+
+
+def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
+    """The k nearest neighbours of every row by cosine (exact, faiss; an IVF index beyond EXACT_MAX)."""
+    x = as_vectors(x)
+    m = len(x)
+    if m < 2:
+        raise ValueError(f"a neighbour graph needs at least 2 images, have {m}")
+    k = min(k, m - 1)
+    if m <= EXACT_MAX:
+        index = faiss.IndexFlatIP(x.shape[1])
+    else:
+        nlist = int(4 * np.sqrt(m))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(x[np.random.default_rng(seed).choice(m, min(m, 64 * nlist), replace=False)])
+        index.nprobe = 16
+    index.add(x)
+    sims, ids = index.search(x, k + 1)  # (M, k + 1), usually self first
+    return Neighbours(*_drop_self(ids, sims, k))
+
+
+def _drop_self(ids: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's own id (exact copies may rank it second); keep k columns."""
+    own = ids == np.arange(len(ids))[:, None]  # (M, k + 1)
+    own[~own.any(1), -1] = True  # rows whose self was not returned drop their farthest instead
+    keep = ~own
+    return ids[keep].reshape(len(ids), k).astype(np.int64), sims[keep].reshape(len(ids), k).astype(np.float32)
+
+
+def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Leiden communities maximising the RB-configuration quality (modularity at resolution 1)."""
+    import igraph as ig
+    import leidenalg
+
+    upper = sparse.triu(adjacency, k=1).tocoo()
+    g = ig.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]), directed=False)
+    part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=upper.data.tolist(),
+                                    resolution_parameter=resolution, seed=seed, n_iterations=-1)
+    return np.asarray(part.membership, dtype=np.int64)
+
+
+def community_weights(adjacency: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:
+    """(C, C) total edge weight between communities (diagonal: twice the weight inside)."""
+    c = int(labels.max()) + 1
+    member = sparse.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), c))
+    return (member.T @ adjacency @ member).toarray()  # (C, M) @ (M, M) @ (M, C)
+
+
+def modularity(w: np.ndarray) -> float:
+    """Newman's modularity of a partition from its (C, C) community weight matrix."""
+    total = w.sum()
+    deg = w.sum(1)
+    return float((np.trace(w) - (deg ** 2).sum() / total) / total)
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """Communities (M,) and the order in which they merge; `cut(k)` replays the first C - k merges."""
+    communities: np.ndarray  # int64 (M,), 0..C-1
+    merges: np.ndarray  # int64 (C - 1, 2): at step t, group merges[t, 1] joins group merges[t, 0]
+    modularity: np.ndarray  # float64 (C,): modularity with C - t groups, t = 0..C-1
+
+    @property
+    def max_k(self) -> int:
+        return int(self.communities.max()) + 1
+
+    def cut(self, k: int) -> np.ndarray:
+        """Labels with exactly k groups (1 <= k <= max_k), numbered by decreasing size (ties: first row)."""
+        if not 1 <= k <= self.max_k:
+            raise ValueError(f"{k} groups asked of a hierarchy of {self.max_k}: need 1 <= k <= {self.max_k}")
+        parent = np.arange(self.max_k)
+        for a, b in self.merges[: self.max_k - k]:
+            parent[parent == b] = a
+        return renumber_by_size(parent[self.communities])
+
+    def best_k(self, k_min: int = 2, k_max: int | None = None) -> int:
+        """The number of groups with the highest modularity, within [k_min, k_max]."""
+        ks = np.arange(self.max_k, 0, -1)  # groups after t merges
+        ok = (ks >= min(k_min, self.max_k)) & (ks <= (k_max or self.max_k))
+        return int(ks[ok][np.argmax(self.modularity[ok])])
+
+
+def merge_tree(adjacency: sparse.csr_matrix, communities: np.ndarray) -> Hierarchy:
+    """Greedy modularity merging of the communities until one is left (CNM on the small community graph)."""
+    communities = renumber_by_size(communities)
+    w = community_weights(adjacency, communities)
+    total = w.sum()
+    alive = np.ones(len(w), bool)
+    merges, q = [], [modularity(w)]
+    for _ in range(len(w) - 1):
+        deg = w.sum(1) / total  # (C,) share of edge ends
+        gain = 2 * (w / total - np.outer(deg, deg))  # (C, C) modularity change of merging i and j
+        gain[~alive] = -np.inf
+        gain[:, ~alive] = -np.inf
+        np.fill_diagonal(gain, -np.inf)
+        a, b = np.unravel_index(np.argmax(gain), gain.shape)
+        a, b = min(a, b), max(a, b)  # the larger group (lower number) keeps its number
+        w[a] += w[b]
+        w[:, a] += w[:, b]
+        w[b] = 0
+        w[:, b] = 0
+        alive[b] = False
+        merges.append((a, b))
+        q.append(q[-1] + float(gain[a, b]))
+    return Hierarchy(communities, np.asarray(merges, np.int64).reshape(-1, 2), np.asarray(q))
+
+
+def renumber_by_size(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0, 1, ... by decreasing group size (ties: the group of the earlier row first)."""
+    _, first, inverse, counts = np.unique(labels, return_index=True, return_inverse=True, return_counts=True)
+    order = np.lexsort((first, -counts))  # new number -> old group
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse].astype(np.int64)

@@ -1,0 +1,105 @@
+"""index/graph.py against references: brute-force neighbours, networkx modularity, a naive merge loop."""
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+from scipy import sparse
+
+from index.graph import Hierarchy, community_weights, knn_graph, leiden, merge_tree, modularity, renumber_by_size
+from tests.index.conftest import clustered
+
+
+def test_knn_graph_matches_brute_force_and_excludes_self():
+    x, _ = clustered(300, 16, 4, spread=1.0, seed=1)
+    g = knn_graph(x, 7)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    want = np.argsort(-sims, axis=1, kind="stable")[:, :7]
+    assert (g.ids != np.arange(300)[:, None]).all()
+    np.testing.assert_allclose(g.sims, np.take_along_axis(sims, want, 1), atol=1e-5)
+    assert (np.sort(g.ids, 1) == np.sort(want, 1)).mean() > 0.99  # ties at float precision may swap
+
+
+def test_knn_graph_keeps_exact_copies_as_neighbours():
+    x, _ = clustered(50, 8, 2, seed=2)
+    x = np.concatenate([x, x[:5]])  # rows 50..54 are copies of 0..4
+    g = knn_graph(x, 3)
+    for i in range(5):
+        assert 50 + i in g.ids[i] and i in g.ids[50 + i]
+        assert i not in g.ids[i]
+
+
+def test_adjacency_is_symmetric_and_counts_mutual_edges_twice():
+    x, _ = clustered(100, 8, 3, seed=3)
+    g = knn_graph(x, 4)
+    a = g.adjacency().toarray()
+    np.testing.assert_array_equal(a, a.T)
+    for i, j in itertools.product(range(100), range(100)):
+        assert a[i, j] == (j in g.ids[i]) + (i in g.ids[j])
+
+
+def networkx_modularity(a: sparse.csr_matrix, labels: np.ndarray) -> float:
+    graph = nx.from_scipy_sparse_array(a)
+    groups = [set(np.flatnonzero(labels == c).tolist()) for c in np.unique(labels)]
+    return nx.community.modularity(graph, groups, weight="weight")
+
+
+def test_modularity_matches_networkx():
+    x, _ = clustered(200, 8, 4, spread=0.8, seed=4)
+    a = knn_graph(x, 5).adjacency()
+    labels = np.random.default_rng(0).integers(0, 5, 200)
+    assert modularity(community_weights(a, labels)) == pytest.approx(networkx_modularity(a, labels), abs=1e-9)
+
+
+def naive_merges(a: sparse.csr_matrix, communities: np.ndarray) -> list[float]:
+    """Greedy: at each step try every pair of groups and keep the merge of highest modularity."""
+    labels = communities.copy()
+    qs = [networkx_modularity(a, labels)]
+    while len(np.unique(labels)) > 1:
+        best = max(itertools.combinations(np.unique(labels), 2),
+                   key=lambda p: networkx_modularity(a, np.where(labels == p[1], p[0], labels)))
+        labels = np.where(labels == best[1], best[0], labels)
+        qs.append(networkx_modularity(a, labels))
+    return qs
+
+
+def test_merge_tree_follows_the_naive_greedy_merges():
+    x, _ = clustered(150, 8, 3, spread=1.2, seed=5)
+    a = knn_graph(x, 5).adjacency()
+    communities = np.random.default_rng(1).integers(0, 7, 150)
+    tree = merge_tree(a, communities)
+    np.testing.assert_allclose(tree.modularity, naive_merges(a, communities), atol=1e-9)
+    for k in range(1, 8):
+        cut = tree.cut(k)
+        assert len(np.unique(cut)) == k
+        assert networkx_modularity(a, cut) == pytest.approx(tree.modularity[7 - k], abs=1e-9)
+        # each cut only merges whole communities
+        assert all(len(np.unique(cut[communities == c])) == 1 for c in range(7))
+
+
+def test_best_k_is_the_cut_of_highest_modularity_in_range():
+    tree = Hierarchy(np.arange(5), np.array([[0, 4], [0, 3], [1, 2], [0, 1]]), np.array([0.1, 0.3, 0.5, 0.2, 0.0]))
+    assert tree.best_k() == 3
+    assert tree.best_k(k_min=4) == 4
+    assert tree.best_k(k_max=2) == 2
+    with pytest.raises(ValueError, match="6 groups"):
+        tree.cut(6)
+
+
+def test_renumber_by_size_against_a_naive_loop():
+    labels = np.random.default_rng(2).integers(0, 9, 500) * 3
+    got = renumber_by_size(labels)
+    groups = sorted(np.unique(labels), key=lambda c: (-(labels == c).sum(), np.flatnonzero(labels == c)[0]))
+    want = np.array([groups.index(c) for c in labels])
+    np.testing.assert_array_equal(got, want)
+
+
+def test_leiden_recovers_planted_groups_and_is_seeded():
+    x, labels = clustered(600, 32, 6, spread=0.5, seed=6)
+    a = knn_graph(x, 10).adjacency()
+    found = leiden(a, 1.0, seed=3)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(labels, found) == 1.0
+    np.testing.assert_array_equal(found, leiden(a, 1.0, seed=3))
