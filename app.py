@@ -24,6 +24,7 @@ from index.duplicates import TooManyPairs, find_duplicates, near_groups_best_fir
 from index.exports import clusters_csv, duplicates_csv, named_duplicates
 from index.gallery import (grid_html, index_facts, jpeg_data_uri, map_chart, markdown_literal as plain,
                            mosaic_png as draw_mosaic, picked_rows, spread_paths, thumb_data_uri)
+from index.graph import knn_graph
 from index.projection import LABELS, available_methods, cached_projection
 from index.query import decode_upload, load_query_encoder, one_thread_per_query, search_images, search_indexed
 from index.store import IndexLoadError, build_stamp, load_index
@@ -57,7 +58,13 @@ def thumb_uri(index_dir: str, stamp: int, path: str, size: int = THUMB_PX) -> st
 
 @st.cache_data(show_spinner="Grouping the collection…", max_entries=16)
 def clusters(index_dir: str, stamp: int, k: int | None, _settings: ClusterSettings, settings_key: str):
-    return cluster_collection(get_index(index_dir, stamp).embeddings, k, _settings)
+    x = get_index(index_dir, stamp).embeddings
+    return cluster_collection(x, k, _settings, neighbour_graph(index_dir, stamp, _settings.neighbours))
+
+
+@st.cache_resource(show_spinner="Linking every image to its nearest neighbours…", max_entries=4)
+def neighbour_graph(index_dir: str, stamp: int, neighbours: int):
+    return knn_graph(get_index(index_dir, stamp).embeddings, neighbours)
 
 
 @st.cache_data(show_spinner="Projecting (once per index; t-SNE and UMAP take a while)…", max_entries=8)

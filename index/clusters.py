@@ -191,9 +191,10 @@ def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
     return (labels[graph.ids] == labels[:, None]).mean(1).astype(np.float32)
 
 
-def cluster_collection(x: np.ndarray, k: int | None = None,
-                       settings: ClusterSettings = ClusterSettings()) -> ClusterResult:
-    """Cluster (M, D) embeddings into k groups (or as many as the neighbour graph supports), with quality."""
+def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSettings = ClusterSettings(),
+                       graph: Neighbours | None = None) -> ClusterResult:
+    """Cluster (M, D) embeddings into k groups (or as many as the neighbour graph supports), with quality.
+    `graph`: the k-NN graph of x with `settings.neighbours` neighbours, if already built (the page keeps one)."""
     from sklearn.metrics import adjusted_rand_score
 
     x = as_vectors(x)
@@ -203,7 +204,8 @@ def cluster_collection(x: np.ndarray, k: int | None = None,
         labels, why = np.zeros(len(x), np.int64), "too few images to split"
         graph = None
     else:
-        graph = knn_graph(x, settings.neighbours, settings.seed)
+        if graph is None or graph.ids.shape != (len(x), min(settings.neighbours, len(x) - 1)):
+            graph = knn_graph(x, settings.neighbours, settings.seed)
         labels, why = labels_for(x, graph, k, settings, settings.seed)
     c = clustering_from_labels(x, labels)
     k = len(c.centroids)

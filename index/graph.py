@@ -43,7 +43,8 @@ class Neighbours:
 
 
 def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
-    """The k nearest neighbours of every row by cosine (exact, faiss; an IVF index beyond EXACT_MAX)."""
+    """The k nearest neighbours of every row by cosine (exact, faiss, on the GPUs when faiss-gpu sees
+    any; an IVF index beyond EXACT_MAX). Leiden and the merges always run on the CPU."""
     x = as_vectors(x)
     m = len(x)
     if m < 2:
@@ -57,6 +58,8 @@ def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
         index.cp.seed = seed
         index.train(x[np.random.default_rng(seed).choice(m, min(m, 64 * nlist), replace=False)])
         index.nprobe = 16
+    if faiss.get_num_gpus() > 0 and m <= EXACT_MAX:  # faiss-gpu: the exact scan on all GPUs
+        index = faiss.index_cpu_to_all_gpus(index)
     index.add(x)
     sims, ids = index.search(x, k + 1)  # (M, k + 1), usually self first
     return Neighbours(*_drop_self(ids, sims, k))

@@ -59,6 +59,22 @@ def test_clusters_for_a_chosen_k_and_paging(app):
     assert any(m.value.startswith("**Cluster 2**") for m in app.markdown)
 
 
+def test_automatic_clusters_use_what_pipelines_cluster_saved(app_index, tmp_path, monkeypatch):
+    from pipelines import cluster
+
+    index_dir = tmp_path / "index"
+    shutil.copytree(app_index, index_dir)
+    assert cluster.main(["--index", str(index_dir), "-k", "4", "--neighbours", "5"]) == 0
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(index_dir)])
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.sidebar.radio(key="page").set_value("Clusters").run()
+    assert not app.exception
+    assert len(app.selectbox(key="browse_cluster").options) == 4
+    said = [c for c in captions(app) if c.startswith("4 groups (graph; K given)")]
+    assert said and "5 nearest neighbours are in its own group" in said[0], captions(app)
+
+
 def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):
     data = Path(__import__("json").loads((app_index / "manifest.json").read_text())["data_root"])
     upload = (data / "rectangle_3_004.png").read_bytes()
