@@ -19,7 +19,7 @@ import streamlit as st
 from encoders.copies import read_report, report_rows
 from encoders.imagefolder import UnreadableImage, thumbnail
 from encoders.store import EncoderLoadError
-from index.clusters import ClusterSettings, central_rows, cluster_collection, describe, members, read_saved
+from index.clusters import ClusterSettings, central_rows, cluster_collection, describe, members, read_saved, saved_result
 from index.duplicates import TooManyPairs, find_duplicates, near_groups_best_first, suggest_threshold
 from index.exports import clusters_csv, duplicates_csv, named_duplicates
 from index.gallery import (grid_html, index_facts, jpeg_data_uri, map_chart, markdown_literal as plain,
@@ -62,6 +62,12 @@ def clusters(index_dir: str, stamp: int, k: int | None, _settings: ClusterSettin
     return cluster_collection(x, k, _settings, neighbour_graph(index_dir, stamp, _settings.neighbours))
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def saved_clusters(index_dir: str, stamp: int):
+    loaded = get_index(index_dir, stamp)
+    return saved_result(index_dir, [it.path for it in loaded.manifest.items], loaded.embeddings)
+
+
 @st.cache_resource(show_spinner="Linking every image to its nearest neighbours…", max_entries=4)
 def neighbour_graph(index_dir: str, stamp: int, neighbours: int):
     return knn_graph(get_index(index_dir, stamp).embeddings, neighbours)
@@ -90,16 +96,16 @@ def default_threshold(index_dir: str, stamp: int) -> float:
 
 
 def choose_clusters(ix: tuple[str, int], m: int, label: str, key: str, explain: bool = True):
-    """The groups at the K of a select box; "automatic": the K and settings saved by `pipelines.cluster`,
-    else as many groups as the neighbour graph supports (the same algorithm either way)."""
+    """The groups at the K of a select box; "automatic": the clustering `pipelines.cluster` saved beside the
+    index (read, not recomputed), else as many groups as the neighbour graph supports (the same settings)."""
     choice = st.selectbox(label, ["automatic", *range(2, min(50, m) + 1)], key=key)
-    saved = read_saved(ix[0])
-    settings = ClusterSettings() if saved is None else saved["settings"]
-    k = int(choice) if choice != "automatic" else None if saved is None else saved["k"]
-    res = clusters(*ix, k, settings, repr(settings))
+    res = saved_clusters(*ix) if choice == "automatic" else None
+    if res is None:
+        saved = read_saved(ix[0])
+        settings = ClusterSettings() if saved is None else saved["settings"]
+        res = clusters(*ix, None if choice == "automatic" else int(choice), settings, repr(settings))
     if explain:
-        why = res.chosen_by if saved is None or choice != "automatic" else saved["chosen_by"]
-        st.caption(describe(res, why))
+        st.caption(describe(res))
     return res
 
 

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         shoot(page, out / "clusters.png", 1900)
 
         goto_page(page, "Map")
-        choose(page, "Colour by K-means clusters, K =", args.k_clusters)
+        choose(page, "Colour by clusters, K =", args.k_clusters)
         page.wait_for_selector("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
         page.mouse.click(10, 10)  # close any open dropdown
         shoot(page, out / "map.png", 900)

@@ -5,7 +5,8 @@
     kmeans(x, k, seed, nredo)                      -> Clustering by spherical K-means (faiss)
     train_kmeans(x, k, **faiss_kwargs)             -> trained faiss.Kmeans, on the GPU when faiss-gpu sees one
     central_rows(clustering, top) / members(c, j)  -> per cluster, the rows closest to its centroid
-    read_saved(index_dir)                          -> what `pipelines.cluster` saved beside an index, if anything
+    read_saved(index_dir)                          -> K, how it was chosen and the settings `pipelines.cluster` saved
+    saved_result(index_dir, paths, x)              -> the saved clustering itself, when it covers exactly `paths`
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json):
@@ -139,13 +140,13 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
     if k is None:
         k = tree.best_k(s.k_min, s.k_max)
         q = tree.modularity[tree.max_k - k]
-        return tree.cut(k), f"the number of groups the neighbour graph supports best (modularity {q:.2f})"
+        return tree.cut(k), f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
     while tree.max_k < k and resolution < 1e4:
         resolution *= 2
         tree = merge_tree(adjacency, leiden(adjacency, resolution, seed))
     if tree.max_k < k:
         raise ValueError(f"{k} clusters asked, the neighbour graph splits into at most {tree.max_k}")
-    return tree.cut(k), "given"
+    return tree.cut(k), "set by hand"
 
 
 def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm") -> np.ndarray:
@@ -173,7 +174,7 @@ def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str =
 def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings,
                seed: int) -> tuple[np.ndarray, str]:
     """One clustering of x by the settings' algorithm, and how K was chosen (from the graph when not given)."""
-    why = "given"
+    why = "set by hand"
     if k is None:
         labels, why = graph_labels(graph, None, s, seed)
         if s.algorithm == "graph":
@@ -232,10 +233,11 @@ def members(c: Clustering, j: int) -> np.ndarray:
 def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     """One plain sentence about a clustering, for the CLI and the page (`chosen_by` replaces the result's own)."""
     q = res.quality
-    text = (f"{res.k} groups ({res.settings.algorithm}; K {chosen_by or res.chosen_by}): on average "
-            f"{q.overall_cohesion:.0%} of a photo's {res.settings.neighbours} nearest neighbours are in its own group")
+    text = (f"{res.k} groups, K {chosen_by or res.chosen_by}. On average {q.overall_cohesion:.0%} of a photo's "
+            f"{res.settings.neighbours} most similar photos are in its own group")
     if q.stability is not None:
-        text += f"; reruns with other seeds agree at {q.stability:.2f} (adjusted Rand index, 1 = identical)"
+        text += f"; clustering again with other random seeds gives {q.stability:.2f} agreement (1 = the same groups)"
+    text += f" ({res.settings.algorithm} clusterer)."
     return text
 
 
@@ -267,3 +269,29 @@ def read_saved(index_dir) -> dict | None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
         return None
     return {"k": k, "chosen_by": why, "settings": settings}
+
+
+def saved_result(index_dir, paths: list[str], x: np.ndarray) -> ClusterResult | None:
+    """The ClusterResult `pipelines.cluster` saved beside the index, rebuilt without clustering again;
+    None when absent, malformed, or not of exactly these paths (the index changed since)."""
+    saved = read_saved(index_dir)
+    if saved is None:
+        return None
+    try:
+        d = json.loads((Path(index_dir) / CLUSTERS).read_text())
+        assignments, q = d["assignments"], d["quality"]
+        if not isinstance(assignments, dict) or len(assignments) != len(paths):
+            return None
+        labels = np.array([assignments[p] for p in paths])
+        per_cluster = np.asarray(q["cluster_cohesion"], np.float32)
+        overall, stability = float(q["cohesion"]), q["stability_ari"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    k = saved["k"]
+    if (labels.dtype.kind != "i" or labels.min() < 0 or labels.max() != k - 1 or per_cluster.shape != (k,)
+            or not (stability is None or isinstance(stability, float))):
+        return None
+    c = clustering_from_labels(x, labels)
+    if not np.array_equal(c.labels, labels):  # saved labels are numbered by size, as clustering_from_labels does
+        return None
+    return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"])

@@ -71,8 +71,11 @@ def test_automatic_clusters_use_what_pipelines_cluster_saved(app_index, tmp_path
     app.sidebar.radio(key="page").set_value("Clusters").run()
     assert not app.exception
     assert len(app.selectbox(key="browse_cluster").options) == 4
-    said = [c for c in captions(app) if c.startswith("4 groups (graph; K given)")]
-    assert said and "5 nearest neighbours are in its own group" in said[0], captions(app)
+    said = [c for c in captions(app) if c.startswith("4 groups, K set by hand.")]
+    assert said and "5 most similar photos are in its own group" in said[0], captions(app)
+    saved = json.loads((index_dir / "clusters.json").read_text())
+    assert {m.value.split("**")[1]: int(m.value.split(" · ")[1].split()[0]) for m in app.markdown
+            if m.value.startswith("**Cluster ")} == {f"Cluster {j}": n for j, n in enumerate(saved["sizes"])}
 
 
 def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):

@@ -110,3 +110,21 @@ def test_saved_clusters_are_read_only_from_a_well_formed_file(tmp_path, text, ok
     assert (saved is not None) == ok
     if ok:
         assert saved["k"] == 6 and isinstance(saved["settings"], ClusterSettings)
+
+
+def test_saved_result_is_the_clustering_that_was_saved_and_only_for_the_same_paths(tmp_path):
+    import json
+
+    from index.clusters import result_json, saved_result
+
+    x, _ = clustered(400, 16, 5, spread=1.0, seed=11)
+    paths = [f"img_{i:03d}.png" for i in range(400)]
+    res = cluster_collection(x)
+    (tmp_path / "clusters.json").write_text(json.dumps(result_json(res, paths)))
+    back = saved_result(tmp_path, paths, x)
+    np.testing.assert_array_equal(back.clustering.labels, res.clustering.labels)
+    np.testing.assert_allclose(back.clustering.scores, res.clustering.scores, atol=1e-4)
+    np.testing.assert_allclose(back.quality.cohesion, res.quality.cohesion, atol=1e-4)
+    assert (back.k, back.chosen_by, back.settings) == (res.k, res.chosen_by, res.settings)
+    assert saved_result(tmp_path, paths[:-1], x[:-1]) is None  # the index changed since
+    assert saved_result(tmp_path, paths[:-1] + ["other.png"], x) is None
