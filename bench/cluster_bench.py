@@ -3,7 +3,7 @@ learned embedding beside raw pixels and the same backbone at random initialisati
 same `cluster_collection` the product runs.
 
     python bench/cluster_bench.py --fmnist-encoder RUN_A --mixed-encoder RUN_B     # quality (~15 min)
-    python bench/cluster_bench.py --fmnist-encoder RUN_A --scale 10000 60000 200000  # cost only
+    python bench/cluster_bench.py --fmnist-encoder RUN_A --scale 10000 60000 200000 --scale-only  # cost
     python bench/cluster_bench.py --smoke --out /tmp/x.json                          # tiny, for the tests
 
 Collections (bench/datasets.py; the encoders never saw a label):
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -146,6 +147,7 @@ def main(argv=None) -> int:
     p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument("--limit", type=int, default=None, help="images per collection (default: all)")
     p.add_argument("--scale", type=int, nargs="*", default=[], help="also time the default clusterer at these M")
+    p.add_argument("--scale-only", action="store_true", help="only the --scale timings (no quality table)")
     p.add_argument("--smoke", action="store_true", help="a tiny run on a tiny fresh encoder (tests)")
     p.add_argument("--out", type=Path, default=RESULTS / "cluster_bench.json")
     a = p.parse_args(argv)
@@ -154,11 +156,12 @@ def main(argv=None) -> int:
         a.fmnist_encoder = a.fmnist_encoder or smoke_encoder(a.out.parent / "smoke-encoder")
         a.limit, a.algorithms = a.limit or 300, ["graph", "kmeans"]
     collections = {}
-    if a.fmnist_encoder:
+    if a.fmnist_encoder and not a.scale_only:
         collections["fmnist"] = fmnist_collection(a.fmnist_encoder, a.limit)
     if a.mixed_encoder:
         collections["mixed"] = mixed_collection(a.mixed_encoder, a.limit)
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+                          f"load average at start {os.getloadavg()[0]:.1f}",
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
                "encoders": {"fmnist": str(a.fmnist_encoder), "mixed": str(a.mixed_encoder)},
                "anchors": ANCHORS, "quality": quality(collections, a.algorithms)}

@@ -81,7 +81,7 @@ def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0)
     upper = sparse.triu(adjacency, k=1).tocoo()
     g = ig.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]), directed=False)
     part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=upper.data.tolist(),
-                                    resolution_parameter=resolution, seed=seed, n_iterations=-1)
+                                    resolution_parameter=resolution, seed=seed, n_iterations=2)
     return np.asarray(part.membership, dtype=np.int64)
 
 
