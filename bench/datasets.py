@@ -11,8 +11,8 @@ plus a labels.json beside it, {relative path: label}, which the product never re
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image

@@ -87,7 +87,9 @@ def eval_mixed(backbone, enc) -> dict:
 def centred(db: np.ndarray, *others: np.ndarray):
     """Subtract the collection's mean embedding, renormalise (the queries get the same shift)."""
     mu = db.mean(0, keepdims=True)
-    norm = lambda x: (x - mu) / np.linalg.norm(x - mu, axis=1, keepdims=True).clip(1e-8)
+
+    def norm(x):
+        return (x - mu) / np.linalg.norm(x - mu, axis=1, keepdims=True).clip(1e-8)
     return (norm(db), *(norm(o) for o in others))
 
 

@@ -50,9 +50,9 @@ import torch  # noqa: E402
 from bench.train_step_speed import time_steps  # noqa: E402
 from encoders.backbones import build_backbone  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
+from encoders.evaluation import raw_pixel_features  # noqa: E402
 from encoders.runtime import cpu_has_bf16, pick_device, pick_precision  # noqa: E402
 from encoders.store import atomic_write_json, load_encoder  # noqa: E402
-from encoders.evaluation import raw_pixel_features  # noqa: E402
 from pipelines.evaluate import EvalConfig, evaluate_features, load_split  # noqa: E402
 
 log = logging.getLogger("bench.train_vs_lightly")
@@ -67,7 +67,8 @@ def ensure_lightly_venv(venv: Path = LIGHTLY_VENV) -> Path:
     """Create (once) a venv with lightly and our exact torch / torchvision; returns its python."""
     py = venv / "bin" / "python"
     torch_v, tv_v = importlib.metadata.version("torch"), importlib.metadata.version("torchvision")
-    check = "import lightly, safetensors, torch, torchvision; print(torch.__version__.split('+')[0], torchvision.__version__.split('+')[0])"
+    check = ("import lightly, safetensors, torch, torchvision; "
+             "print(torch.__version__.split('+')[0], torchvision.__version__.split('+')[0])")
     if py.is_file():
         r = subprocess.run([str(py), "-c", check], capture_output=True, text=True)
         if r.returncode == 0 and r.stdout.split() == [torch_v, tv_v]:
@@ -247,7 +248,8 @@ def main(argv=None) -> int:
         if m == "simclr":  # the compute-bound rate is of a SimCLR step
             comparison[m]["ours_over_compute_bound"] = ours["median_img_per_s"] / compute_bound
         if f"lightly-{m}-bf16" in by_name:
-            comparison[m]["ours_over_lightly_bf16"] = ours["median_img_per_s"] / by_name[f"lightly-{m}-bf16"]["median_img_per_s"]
+            bf16 = by_name[f"lightly-{m}-bf16"]
+            comparison[m]["ours_over_lightly_bf16"] = ours["median_img_per_s"] / bf16["median_img_per_s"]
     results = {
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                     "cpu_bf16": cpu_has_bf16(), "device": str(pick_device("auto"))},

@@ -28,7 +28,6 @@ from encoders.whitening import fit_whitening  # noqa: E402
 from methods_shootout import nmi_ari  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
 
-
 SHRINKAGE = (0.1, 0.3, 1.0)  # 0.1: the default of encoders/whitening.py
 KEEP = (256, 128, 64, 32)  # principal directions kept (all: 256)
 

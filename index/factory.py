@@ -114,8 +114,9 @@ def trained_index(xb: np.ndarray, key: str, train_size: int | None = None, seed:
 
 
 def default_search_params(key: str) -> dict:
-    """Search knobs fixed at build time: {"nprobe": nlist/16 (16, or 32 compressed, ..nlist)} for IVF (with an HNSW coarse
-    quantiser also its efSearch), {"efSearch": 256} for HNSW, {"rerank": RERANK_DEFAULT} for compressed codes."""
+    """Search knobs fixed at build time: {"nprobe": nlist/16 (16, or 32 compressed, ..nlist)} for IVF
+    (with an HNSW coarse quantiser also its efSearch), {"efSearch": 256} for HNSW, {"rerank": RERANK_DEFAULT}
+    for compressed codes."""
     nlist = nlist_of(key)
     params: dict = {}
     if nlist is not None:

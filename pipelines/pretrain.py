@@ -36,12 +36,27 @@ from encoders.optim import build_optimizer
 from encoders.runtime import pick_device, pick_precision
 from encoders.store import ENCODER_FILE, EncoderConfig, atomic_write_json, save_encoder
 from pipelines.cli import run_cli
-from pipelines.pretrain_config import (AUTO_FIELDS, LR_DEFAULTS, PretrainConfig, auto_or,  # noqa: F401 (re-exported)
-                                       parse_args, resolve_auto)
-from pipelines.run_dir import (CHECKPOINT, METRICS, SNAPSHOTS, Checkpointer, CheckpointLoadError, load_checkpoint,
-                               plot_losses, trim_metrics)
-from pipelines.train_loop import (MetricsLog, Pacer, StepSettings, Trainer, TrainingDiverged, fit_schedule,
-                                  set_schedule, train)
+from pipelines.pretrain_config import AUTO_FIELDS, LR_DEFAULTS, PretrainConfig, auto_or, parse_args, resolve_auto  # noqa: F401 (re-exported)
+from pipelines.run_dir import (
+    CHECKPOINT,
+    METRICS,
+    SNAPSHOTS,
+    Checkpointer,
+    CheckpointLoadError,
+    load_checkpoint,
+    plot_losses,
+    trim_metrics,
+)
+from pipelines.train_loop import (
+    MetricsLog,
+    Pacer,
+    StepSettings,
+    Trainer,
+    TrainingDiverged,
+    fit_schedule,
+    set_schedule,
+    train,
+)
 
 log = logging.getLogger("pipelines.pretrain")
 
