@@ -143,7 +143,7 @@ def proc_status() -> dict:
 def timed_single_queries(fn, xq: np.ndarray, n: int) -> list[float]:
     """Milliseconds of `fn(q (1, D))` for the first n queries, on one FAISS thread."""
     lat, threads = [], faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see README, Index benchmarks)
+    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see docs/benchmarks.md, Index)
     for q in xq[:n]:
         t = time.perf_counter()
         fn(q[None])

@@ -1,10 +1,11 @@
-"""Pretrain an image encoder on an unlabeled folder with SimCLR or MoCo v2.
+"""Pretrain an image encoder on an unlabeled folder with one of the self-supervised methods
+of `encoders.methods.METHODS` (SimCLR, MoCo v2, BYOL, DINO, SwAV, NPID, DeepCluster).
 
-    python -m pipelines.pretrain --data DIR --method {simclr,moco} --out RUN_DIR
+    python -m pipelines.pretrain --data DIR --out RUN_DIR [--method simclr] [--minutes M]
 
 The folder is decoded once (in parallel) into a uint8 cache at training resolution;
-each step augments the batch twice with per-sample random parameters on the model's
-device. Data order and augmentations come from (seed, step), so `--resume` continues
+each step draws the method's views of the batch (two or more, per-sample random
+parameters) on the model's device. Data order and augmentations come from (seed, step), so `--resume` continues
 with exactly the losses an uninterrupted run would have had.
 RUN_DIR ends with encoder.safetensors (backbone only), config.json, metrics.jsonl,
 loss.png, and checkpoint.pt (for --resume).
