@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (Debian, Python 3.11, root for apt):
 #   make demo   - install, build the sample collection, pretrain (<= ~5 min on CPU), index, cluster,
 #                 report, serve the search page; `make demo DATA=/path/to/photos` does it for your folder
-#   make test   - install, then run the test suite
+#   make test   - install, then lint (ruff, configured in pyproject.toml) and run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -27,6 +27,7 @@ sysdeps:
 	@bash .ci/sysdeps.sh
 
 test: setup
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q tests
 
 DATA    ?=

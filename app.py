@@ -19,11 +19,20 @@ import streamlit as st
 from encoders.copies import read_report, report_rows
 from encoders.imagefolder import UnreadableImage, thumbnail
 from encoders.store import EncoderLoadError
-from index.clusters import ClusterSettings, central_rows, cluster_collection, describe, members, read_saved, saved_result
+from index.clusters import (
+    ClusterSettings,
+    central_rows,
+    cluster_collection,
+    describe,
+    members,
+    read_saved,
+    saved_result,
+)
 from index.duplicates import TooManyPairs, find_duplicates, near_groups_best_first, suggest_threshold
 from index.exports import clusters_csv, duplicates_csv, named_duplicates
-from index.gallery import (grid_html, index_facts, jpeg_data_uri, map_chart, markdown_literal as plain,
-                           mosaic_png as draw_mosaic, picked_rows, spread_paths, thumb_data_uri)
+from index.gallery import grid_html, index_facts, jpeg_data_uri, map_chart, picked_rows, spread_paths, thumb_data_uri
+from index.gallery import markdown_literal as plain
+from index.gallery import mosaic_png as draw_mosaic
 from index.graph import knn_graph
 from index.projection import LABELS, available_methods, cached_projection
 from index.query import decode_upload, load_query_encoder, one_thread_per_query, search_images, search_indexed

@@ -24,9 +24,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.browser import (REPO, chromium, first_result_text, hit_selector, open_page, served_app, settle,  # noqa: E402
-                           upload)
-
+from bench.browser import (  # noqa: E402
+    REPO,
+    chromium,
+    first_result_text,
+    hit_selector,
+    open_page,
+    served_app,
+    settle,
+    upload,
+)
 
 KTH_IMAGE_SHOWN = """sel => { const img = document.querySelector(sel);
     return !!img && img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().height > 0; }"""
@@ -40,7 +47,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "browser_latency.json"))
     p.add_argument("--app", default=str(REPO / "app.py"), help="the page to serve (e.g. an older app.py)")
     p.add_argument("--after-load", action="store_true",
-                   help="start each upload once the page has finished its first run (default: as soon as the uploader exists)")
+                   help="start each upload once the page has finished its first run "
+                        "(default: as soon as the uploader exists)")
     args = p.parse_args(argv)
     manifest = json.loads((Path(args.index) / "manifest.json").read_text())
     rng = np.random.default_rng(0)
@@ -75,7 +83,8 @@ def main(argv=None) -> int:
     result = {
         "what": "upload (set_input_files) to the k-th result thumbnail visible, fresh page per query"
                 + (", upload once the page has loaded" if args.after_load else ""),
-        "app": str(Path(args.app).resolve()), "index": str(Path(args.index).resolve()), "images": manifest["count"], "index_key": manifest["index_key"],
+        "app": str(Path(args.app).resolve()), "index": str(Path(args.index).resolve()), "images": manifest["count"],
+        "index_key": manifest["index_key"],
         "queries": len(t), "k": k, "p50_ms": round(float(np.percentile(t, 50)), 1),
         "p95_ms": round(float(np.percentile(t, 95)), 1), "mean_ms": round(float(t.mean()), 1),
         "max_ms": round(float(t.max()), 1),

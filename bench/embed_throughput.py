@@ -78,8 +78,10 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=default_workers(beside_compute=True), help="as build_index: cores - 1")
-    p.add_argument("--threads", type=int, default=None, help="torch threads for ours (default as build_index: cores - workers)")
+    p.add_argument("--workers", type=int, default=default_workers(beside_compute=True),
+                   help="as build_index: cores - 1")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for ours (default as build_index: cores - workers)")
     p.add_argument("--loop-images", type=int, default=50, help="images timed in the plain loop")
     p.add_argument("--out", type=Path, default=RESULTS / "embed_throughput.json")
     args = p.parse_args(argv)
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                    f"{torch.__version__}, {torch.get_num_threads()} threads for ours",
-        "date": time.strftime("%Y-%m-%d"), "command": " ".join(["python bench/embed_throughput.py", *(argv or sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python bench/embed_throughput.py", *(argv or sys.argv[1:])]),
         "images": len(files), "photo_size": None if args.data else f"{args.photo_size}x{args.photo_size * 3 // 4} JPEG",
         "backbone": cfg.backbone, "image_size": cfg.image_size, "batch_size": args.batch_size, "workers": args.workers,
         "loop_images": min(args.loop_images, len(files)),

@@ -1,6 +1,6 @@
 """faiss K-means time on CPU and, when faiss-gpu sees a GPU, on the GPU, on the same vectors.
 
-    python bench/faiss_gpu_kmeans.py --n 1000000 --dim 512 --k 1024      # the README figure
+    python bench/faiss_gpu_kmeans.py --n 1000000 --dim 512 --k 1024      # the figure in docs/benchmarks.md
     python bench/faiss_gpu_kmeans.py --n 100000 --dim 512 --k 256 --niter 10   # CPU-only machines
 
 Spherical K-means (as `index.clusters.kmeans`) with faiss.Kmeans, one seed, no restarts;

@@ -74,7 +74,8 @@ def fmnist_vectors(run_dir: Path, n: int, noise: float, rng: np.random.Generator
     out[:min(n, len(base))] = base[:n]
     for s in range(len(base), n, 100_000):
         m = min(100_000, n - s)
-        out[s:s + m] = base[rng.integers(0, len(base), m)] + (noise / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        jitter = (noise / np.sqrt(d)) * rng.standard_normal((m, d), dtype=np.float32)
+        out[s:s + m] = base[rng.integers(0, len(base), m)] + jitter
     faiss.normalize_L2(out[len(base):])
     return out, xq
 
@@ -142,7 +143,7 @@ def proc_status() -> dict:
 def timed_single_queries(fn, xq: np.ndarray, n: int) -> list[float]:
     """Milliseconds of `fn(q (1, D))` for the first n queries, on one FAISS thread."""
     lat, threads = [], faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see README, Index benchmarks)
+    faiss.omp_set_num_threads(1)  # one query at a time: OpenMP only adds barrier waits (see docs/benchmarks.md, Index)
     for q in xq[:n]:
         t = time.perf_counter()
         fn(q[None])
@@ -213,7 +214,9 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    family = lambda key: re.sub(r"\d+", "", key)  # IVF1024,Flat -> IVF,Flat
+
+    def family(key):
+        return re.sub(r"\d+", "", key)  # IVF1024,Flat -> IVF,Flat
     for fam in sorted({family(r["index_key"]) for r in rows}):
         sel = sorted((r for r in rows if family(r["index_key"]) == fam), key=lambda r: r["n"])
         a.plot([r["n"] for r in sel], [r["latency_ms_p50"] for r in sel], "o-", label=f"{fam} p50")
@@ -241,7 +244,8 @@ def main(argv=None) -> int:
     p.add_argument("--rerank", type=int, nargs="*", default=[100, 200, 400],
                    help="for compressed keys: candidates re-ranked exactly from a memory-mapped embeddings.npy")
     p.add_argument("--work", type=Path, default=Path("/tmp/index_bench_work"), help="scratch folder (1M x 256: 1 GB)")
-    p.add_argument("--fmnist-encoder", type=Path, default=None, help="real set: this encoder's Fashion-MNIST embeddings")
+    p.add_argument("--fmnist-encoder", type=Path, default=None,
+                   help="real set: this encoder's Fashion-MNIST embeddings")
     p.add_argument("--replica-noise", type=float, default=0.1, help="relative noise norm of each repeated real vector")
     p.add_argument("--plant-duplicates", type=int, default=0, help="near copies planted and searched for")
     p.add_argument("--dup-threshold", type=float, default=0.95)

@@ -27,16 +27,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
-
 import lightly
+import torch
 from lightly.data import LightlyDataset
 from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead, SimCLRProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.transforms import MoCoV2Transform, SimCLRTransform
+from torch import nn
+from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoders.backbones import build_backbone  # noqa: E402  (torch + torchvision only)

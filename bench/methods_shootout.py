@@ -272,8 +272,8 @@ def print_summary(results: dict) -> None:
     scored = {m: r for m, r in results["methods"].items() if "fmnist" in r}
     if scored:
         best = max(scored, key=lambda m: scored[m]["fmnist"]["final"]["knn"])
-        print(f"\nbest Fashion-MNIST kNN in the budget: {best}. `auto` trains simclr by default: see the README "
-              f"(Results) for why.")
+        print(f"\nbest Fashion-MNIST kNN in the budget: {best}. `auto` trains simclr by default: see "
+              f"docs/results.md for why.")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def eval_mixed(backbone, enc) -> dict:
 def centred(db: np.ndarray, *others: np.ndarray):
     """Subtract the collection's mean embedding, renormalise (the queries get the same shift)."""
     mu = db.mean(0, keepdims=True)
-    norm = lambda x: (x - mu) / np.linalg.norm(x - mu, axis=1, keepdims=True).clip(1e-8)
+
+    def norm(x):
+        return (x - mu) / np.linalg.norm(x - mu, axis=1, keepdims=True).clip(1e-8)
     return (norm(db), *(norm(o) for o in others))
 
 
@@ -122,9 +124,9 @@ def parse_value(v: str):
     return {"true": True, "false": False, "none": None}.get(v.lower(), v)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="fmnist-10k", choices=list(datasets.BUILDERS))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None)
@@ -132,8 +134,9 @@ def main() -> None:
     p.add_argument("--eval", nargs="*", default=["fmnist"], choices=list(EVALS))
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--tag", default="")
-    p.add_argument("--out-dir", default="/tmp/sweep_run")
-    args = p.parse_args()
+    p.add_argument("--out-dir", default="/tmp/sweep_run", help="the run folder")
+    p.add_argument("--out", type=Path, default=OUT, help="JSON lines file the record is appended to")
+    args = p.parse_args(argv)
     rec = {"tag": args.tag, "data": args.data, "steps": args.steps, "minutes": args.minutes, "set": args.set,
            "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.baselines_only:
@@ -161,8 +164,8 @@ def main() -> None:
         for name in args.eval:
             rec[name] = EVALS[name](backbone, enc)
             print(f"{args.tag} {name}: {json.dumps(rec[name])}", flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with open(OUT, "a") as f:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "a") as f:
         f.write(json.dumps(rec, default=str) + "\n")
 
 

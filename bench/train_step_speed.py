@@ -70,15 +70,15 @@ def time_augment(size: int, batch: int, reps: int) -> dict:
     return {"pil_v2_two_views_ms": pil_ms, "batched_two_views_ms": batched_ms, "speedup": pil_ms / batched_ms}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbones", nargs="+", default=["resnet18", "smallcnn"])
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"] if cpu_has_bf16() else ["fp32"])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_step_speed.json"))
-    args = p.parse_args()
+    args = p.parse_args(argv)
     res = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
            "cpu_bf16": cpu_has_bf16(), "image_size": args.image_size, "batch_size": args.batch_size,
            "torch": torch.__version__, "steps": []}

@@ -2,9 +2,12 @@
 and mixed-folder NMI of already trained encoders, without retraining.
 
     python bench/whitening_probe.py RUN_DIR_FMNIST RUN_DIR_MIXED   # folders named *fmnist* / *mixed*
+
+Writes bench/results/whitening_probe.json (--out).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import replace
@@ -28,7 +31,6 @@ from encoders.whitening import fit_whitening  # noqa: E402
 from methods_shootout import nmi_ari  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
 
-
 SHRINKAGE = (0.1, 0.3, 1.0)  # 0.1: the default of encoders/whitening.py
 KEEP = (256, 128, 64, 32)  # principal directions kept (all: 256)
 
@@ -47,7 +49,8 @@ def whitened(fit: np.ndarray, shrinkage: float) -> dict:
 def probe_fmnist(run: str, backbone, enc) -> list[dict]:
     (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
     ftr, fte = (embed_tensor(backbone, arrays_to_images(x, enc.image_size), enc) for x in (xtr, xte))
-    fit = ftr[np.random.default_rng(0).choice(len(ftr), 16384, replace=False)]  # as pretrain's WHITEN_SAMPLE
+    sample = min(16384, len(ftr))  # as pretrain's WHITEN_SAMPLE
+    fit = ftr[np.random.default_rng(0).choice(len(ftr), sample, replace=False)]
     out = []
     for s in SHRINKAGE:
         for k, f in whitened(fit, s).items():
@@ -70,14 +73,19 @@ def probe_mixed(run: str, backbone, enc) -> list[dict]:
     return out
 
 
-def main(runs: list[str]) -> None:
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="encoder run folders, named *fmnist* or *mixed*")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "whitening_probe.json")
+    args = p.parse_args(argv)
     res = []
-    for run in runs:
+    for run in args.runs:
         backbone, enc = load_encoder(run, torch.device("cpu"))
         enc = replace(enc, whiten=False)  # the embeddings before the saved whitening
-        res += (probe_fmnist if "fmnist" in run else probe_mixed)(run, backbone, enc)
-    (ROOT / "bench" / "results" / "whitening_probe.json").write_text(json.dumps(res, indent=1))
+        res += (probe_fmnist if "fmnist" in Path(run).name else probe_mixed)(run, backbone, enc)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

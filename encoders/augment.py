@@ -3,8 +3,8 @@
 - `SimCLRTransform`: torchvision `transforms.v2`, one PIL image -> list of 2 float
   tensors (3, S, S). The readable reference; use it in DataLoader workers.
 - `BatchSimCLRAugment`: the same recipe on a whole uint8 batch (N, 3, H, W) at once,
-  every sample with its own random parameters, on the batch's device. 10x cheaper
-  than per-image PIL on CPU, so 2 cores can feed the model (bench/augment_speed.py).
+  every sample with its own random parameters, on the batch's device. Much cheaper
+  than per-image PIL on CPU (bench/train_step_speed.py; bench/results/train_step_speed.json).
 - `BatchMultiCrop`: `ViewSpec.n_global` views at the image size plus `n_local` small
   crops (SwAV / DINO multi-crop), each a `BatchSimCLRAugment` call: a list of tensors.
 

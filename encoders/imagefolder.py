@@ -267,8 +267,8 @@ def collate_skipping(batch):
 def default_workers(beside_compute: bool = False, processes: int = 1) -> int:
     """The one default for decoding worker processes: this process's share of the cores (`processes`
     = processes on this machine), less one for the forward pass when decoding runs beside it
-    (build_index: on a busy 2-core machine 2 threads + 2 workers embed at 38 img/s, 1 + 1 at 57,
-    bench/embed_throughput.py), all of it when decoding runs alone (pretrain's decode-once cache)."""
+    (build_index: oversubscribed cores embed more slowly, bench/results/embed_throughput.json),
+    all of it when decoding runs alone (pretrain's decode-once cache)."""
     share = max(1, (os.cpu_count() or 1) // max(1, processes))
     return max(1, share - 1) if beside_compute else share
 

@@ -4,8 +4,8 @@
     choices = choose_recipe(Hardware.detect(device), coll, budget_given=False)
     # {"backbone": Choice("smallcnn", "CPU: ..."), "image_size": Choice(64, "photos ..."), ...}
 
-The rules come from measurements on a 2-core CPU (bench/recipe_sweep.py, results in
-bench/results/recipe_sweep.jsonl and the README's Results): on a CPU a small CNN at 32 px
+The rules come from measurements (bench/recipe_sweep.py, results in
+bench/results/recipe_sweep.jsonl and docs/results.md): on a CPU a small CNN at 32 px
 (small images) or 64 px (photos), AdamW, temperature 0.2, crops of at least 20% of the
 image, and a default 10-minute budget; on CUDA a ResNet scaled to the collection and the
 GPU, bf16, larger batches (LARS from 1024), and an epoch count instead of minutes.
@@ -109,7 +109,8 @@ def choose_recipe(hw: Hardware, coll: Collection, budget_given: bool) -> dict[st
         if not budget_given:
             c["epochs"] = Choice(100.0, "CUDA: 100 epochs (SimCLR's short schedule)")
     else:
-        c["backbone"] = Choice("smallcnn", f"CPU ({hw.cpus} cores): the small CNN trains ~25x faster than ResNet-18")
+        c["backbone"] = Choice("smallcnn", f"CPU ({hw.cpus} cores): the small CNN trains far faster than "
+                                             "ResNet-18 (bench/results/train_step_speed.json)")
         size = 32 if coll.small_images else 64
         c["image_size"] = Choice(size, f"{kind}, median shorter side {coll.median_side} px: {size} px on a CPU")
         batch = min(256, _pow2_floor(coll.images * 0.6))
@@ -121,11 +122,12 @@ def choose_recipe(hw: Hardware, coll: Collection, budget_given: bool) -> dict[st
     c["normalize"] = Choice("luma", "each image standardised by its own luma: brightness/contrast edits cancel")
     c["grey_p"] = Choice(0.5 if coll.colour else 0.2,
                          "colour collection: greyscale views half the time" if coll.colour else "greyscale collection")
-    c["flip_average"] = Choice(not coll.small_images, "photos: mirrored copies are found more often (copy "
-                               "recall@1 0.905 -> 0.931)" if not coll.small_images else "small images (digits, "
-                               "glyphs) change meaning when mirrored: averaging lowered NMI (0.567 -> 0.534)")
-    c["whiten"] = Choice(True, "PCA-whitening fitted on the collection: Fashion-MNIST kNN 80.8 -> 87.4, "
-                               "NMI 0.47 -> 0.55 (measured)")
+    c["flip_average"] = Choice(not coll.small_images, "photos: mirrored copies are found more often "
+                               "(bench/results/recipe_sweep.jsonl)" if not coll.small_images else "small images "
+                               "(digits, glyphs) change meaning when mirrored: averaging lowered NMI "
+                               "(bench/results/recipe_sweep.jsonl)")
+    c["whiten"] = Choice(True, "PCA-whitening fitted on the collection raises kNN and NMI "
+                               "(bench/results/recipe_sweep.jsonl)")
     c["grey_average"] = Choice(coll.colour, "colour collection: also averaged over greyscale versions"
                                if coll.colour else "greyscale collection: nothing to average")
     return c

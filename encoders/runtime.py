@@ -16,9 +16,9 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """AMX-BF16: bf16 convolutions and matmuls run on tile units, ~3x fp32. AVX512-BF16
-    alone is not enough: on a 2-core AMD EPYC with it (no AMX) a smallcnn SimCLR step at
-    batch 32 / 64 px ran at 13 img/s in bf16 autocast against 41 in fp32 (2026-11-23)."""
+    """AMX-BF16: bf16 convolutions and matmuls run on tile units. AVX512-BF16 alone is not
+    enough: on an AMD EPYC with it but no AMX, bf16 autocast ran a smallcnn SimCLR step
+    slower than fp32 (docs/methods.md, Automatic defaults)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

@@ -48,7 +48,8 @@ def near_pairs(x: np.ndarray, threshold: float, batch: int = 4096,
     rows_a, rows_b, scores = [], [], []
     for start in range(0, len(x), batch):
         lims, D, I = index.range_search(x[start:start + batch], radius)
-        q = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims.astype(np.int64)))  # (P',) query row per result
+        # (P',) the query row of each result
+        q = np.repeat(np.arange(start, start + len(lims) - 1), np.diff(lims.astype(np.int64)))
         keep = I > q
         rows_a.append(q[keep]), rows_b.append(I[keep]), scores.append(D[keep])
         found = sum(len(r) for r in rows_a)

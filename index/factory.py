@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 256
-# Candidates a compressed index hands to exact re-ranking (index.rerank). Measured at 1M clustered
-# vectors (D=256, bench/index_bench.py, IVF1024,PQ64, nprobe 64): recall@10 0.987 / 0.999 / 1.000 with
-# 100 / 200 / 400 candidates, single-query p95 15 / 19 / 18 ms on this busy 2-core CPU.
+# Candidates a compressed index hands to exact re-ranking (index.rerank): recall@10 and latency
+# against 100 / 200 / 400 candidates at 1M vectors in bench/results/index_bench_1m_idle.json and
+# bench/results/index_bench_fmnist.json (bench/index_bench.py --rerank 100 200 400).
 RERANK_DEFAULT = 200
 
 
@@ -57,8 +57,8 @@ def skip_polysemous_training(index: faiss.Index) -> None:
     """Turn off the polysemous training index_factory enables for PQ codes (IVF-PQ, PQ).
 
     It reorders the PQ centroids by simulated annealing for Hamming pre-filtering, which
-    search never uses here (polysemous_ht stays 0), and it dominated training: 41 s of
-    42 s for IVF64,PQ16 on 5k x 128 vectors on this machine (1.3 s without). Decoded
+    search never uses here (polysemous_ht stays 0), and it dominated training time
+    (docs/benchmarks.md, Index). Decoded
     vectors and search results are the same; only the code numbering differs.
     """
     try:
@@ -114,8 +114,9 @@ def trained_index(xb: np.ndarray, key: str, train_size: int | None = None, seed:
 
 
 def default_search_params(key: str) -> dict:
-    """Search knobs fixed at build time: {"nprobe": nlist/16 (16, or 32 compressed, ..nlist)} for IVF (with an HNSW coarse
-    quantiser also its efSearch), {"efSearch": 256} for HNSW, {"rerank": RERANK_DEFAULT} for compressed codes."""
+    """Search knobs fixed at build time: {"nprobe": nlist/16 (16, or 32 compressed, ..nlist)} for IVF
+    (with an HNSW coarse quantiser also its efSearch), {"efSearch": 256} for HNSW, {"rerank": RERANK_DEFAULT}
+    for compressed codes."""
     nlist = nlist_of(key)
     params: dict = {}
     if nlist is not None:

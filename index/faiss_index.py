@@ -77,13 +77,13 @@ def choose_index_key(n: int, d: int, memory_budget: float = 4e9) -> str:
     fit in half the budget (inverted lists support in-place updates, unlike HNSW); beyond
     that `IVF{nlist},PQ{m}` with the largest code that fits, at most d/4 bytes (autofaiss'
     family: nlist ~ sqrt(n), an HNSW coarse quantiser from 4096 lists). Why, from the
-    measurements in bench/index_bench.py (README, Benchmarks > Index): compressed codes
+    measurements in bench/index_bench.py (bench/results/index_bench*.json): compressed codes
     alone find a quarter of the true top 10 at 1M vectors, so search re-ranks their
     candidates exactly (`index.rerank`), and 4 dimensions per sub-quantiser bring the exact
     top 10 into a few hundred candidates. OPQ (`OPQ{m},IVF...,PQ{m}`) is supported and
-    re-ranked alike but not chosen automatically: on this 2-core CPU its rotation training
-    took 564 s for 60k x 64 vectors, and it gained < 0.01 recall after re-ranking on the
-    test sets. A caller may pass any other factory key (HNSW32, IVF1024,SQ8, ...) instead.
+    re-ranked alike but not chosen automatically: its rotation training is slow on a CPU and
+    it gained little recall after re-ranking (docs/usage.md, Index at scale). A caller may pass
+    any other factory key (HNSW32, IVF1024,SQ8, ...) instead.
     """
     if n < 1 or d < 1:
         raise ValueError(f"cannot index {n} vectors of dimension {d}")

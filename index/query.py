@@ -34,8 +34,8 @@ def load_query_encoder(manifest: Manifest, device="cpu", encoder_dir: str | os.P
 
 def one_thread_per_query() -> None:
     """For a server answering one query image at a time: one torch and one FAISS thread per
-    process. More threads gain nothing on one image, and on a busy CPU their OpenMP barriers
-    cost more than the work (a Flat search at 10k: ~16 ms with 2 threads vs 0.3 ms with one)."""
+    process. More threads gain nothing on one image, and on a loaded CPU their OpenMP barriers
+    cost more than the work (docs/usage.md, Library API)."""
     faiss.omp_set_num_threads(1)
     torch.set_num_threads(1)
 

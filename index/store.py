@@ -39,8 +39,8 @@ import numpy as np
 from encoders.store import crash_point
 from index.factory import on_gpu
 from index.faiss_index import neighbours, search
-from index.rerank import RowMap, search_reranked
 from index.manifest import MANIFEST, IndexLoadError, Item, Manifest, read_manifest  # noqa: F401 (re-exported)
+from index.rerank import RowMap, search_reranked
 from index.shards import IVFDATA, concat_npy, merge_shards, read_ondisk
 
 INDEX_FILE = "index.faiss"

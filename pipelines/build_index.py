@@ -33,11 +33,17 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from encoders.embed import embed_batch
-from encoders.imagefolder import (ImageFiles, SkipReport, collate_skipping, default_workers, file_error,
-                                  scan_images)
+from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, default_workers, file_error, scan_images
 from encoders.runtime import pick_device, pick_precision
-from encoders.store import (EncoderConfig, EncoderMismatch, check_same_encoder, crash_point, encoder_record,
-                            file_sha256, load_encoder)
+from encoders.store import (
+    EncoderConfig,
+    EncoderMismatch,
+    check_same_encoder,
+    crash_point,
+    encoder_record,
+    file_sha256,
+    load_encoder,
+)
 from index.factory import IndexKeyError, default_search_params
 from index.faiss_index import BudgetTooSmall, ReadOnlyIndex, build_index, choose_index_key, update_index
 from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir

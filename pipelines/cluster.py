@@ -72,7 +72,8 @@ SETTING_HELP = {
     "neighbours": "neighbours per image in the k-NN graph",
     "resolution": "Leiden resolution (1 = modularity; higher: more, smaller communities before merging)",
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
-    "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)", "stability_runs": "reruns with other seeds for the stability score (0: skip)",
+    "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
+    "stability_runs": "reruns with other seeds for the stability score (0: skip)",
 }
 
 

@@ -124,8 +124,9 @@ def run_copies(cfg: EvalConfig) -> dict:
                "encoder": copy_recall(embed_tensor(backbone, images, enc), embed_images(backbone, enc, copies), src,
                                       names)}
     copy_px = decode_images(copies, enc.image_size)
-    raw = {size: copy_recall(raw_pixel_features(downsample(images, size)), raw_pixel_features(downsample(copy_px, size)),
-                             src, names) for size in sorted({min(s, enc.image_size) for s in RAW_SIZES})}
+    sizes = sorted({min(s, enc.image_size) for s in RAW_SIZES})
+    raw = {size: copy_recall(raw_pixel_features(downsample(images, size)),
+                             raw_pixel_features(downsample(copy_px, size)), src, names) for size in sizes}
     best = max(raw, key=lambda s: raw[s]["recall_at_1"])
     results["raw_pixels"] = {**raw[best], "size": best}
     out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / REPORT_FILE

@@ -1,10 +1,11 @@
-"""Pretrain an image encoder on an unlabeled folder with SimCLR or MoCo v2.
+"""Pretrain an image encoder on an unlabeled folder with one of the self-supervised methods
+of `encoders.methods.METHODS` (SimCLR, MoCo v2, BYOL, DINO, SwAV, NPID, DeepCluster).
 
-    python -m pipelines.pretrain --data DIR --method {simclr,moco} --out RUN_DIR
+    python -m pipelines.pretrain --data DIR --out RUN_DIR [--method simclr] [--minutes M]
 
 The folder is decoded once (in parallel) into a uint8 cache at training resolution;
-each step augments the batch twice with per-sample random parameters on the model's
-device. Data order and augmentations come from (seed, step), so `--resume` continues
+each step draws the method's views of the batch (two or more, per-sample random
+parameters) on the model's device. Data order and augmentations come from (seed, step), so `--resume` continues
 with exactly the losses an uninterrupted run would have had.
 RUN_DIR ends with encoder.safetensors (backbone only), config.json, metrics.jsonl,
 loss.png, and checkpoint.pt (for --resume).
@@ -36,12 +37,27 @@ from encoders.optim import build_optimizer
 from encoders.runtime import pick_device, pick_precision
 from encoders.store import ENCODER_FILE, EncoderConfig, atomic_write_json, save_encoder
 from pipelines.cli import run_cli
-from pipelines.pretrain_config import (AUTO_FIELDS, LR_DEFAULTS, PretrainConfig, auto_or,  # noqa: F401 (re-exported)
-                                       parse_args, resolve_auto)
-from pipelines.run_dir import (CHECKPOINT, METRICS, SNAPSHOTS, Checkpointer, CheckpointLoadError, load_checkpoint,
-                               plot_losses, trim_metrics)
-from pipelines.train_loop import (MetricsLog, Pacer, StepSettings, Trainer, TrainingDiverged, fit_schedule,
-                                  set_schedule, train)
+from pipelines.pretrain_config import AUTO_FIELDS, LR_DEFAULTS, PretrainConfig, auto_or, parse_args, resolve_auto  # noqa: F401 (re-exported)
+from pipelines.run_dir import (
+    CHECKPOINT,
+    METRICS,
+    SNAPSHOTS,
+    Checkpointer,
+    CheckpointLoadError,
+    load_checkpoint,
+    plot_losses,
+    trim_metrics,
+)
+from pipelines.train_loop import (
+    MetricsLog,
+    Pacer,
+    StepSettings,
+    Trainer,
+    TrainingDiverged,
+    fit_schedule,
+    set_schedule,
+    train,
+)
 
 log = logging.getLogger("pipelines.pretrain")
 

@@ -193,7 +193,9 @@ def add_method_args(p: argparse.ArgumentParser, d: PretrainConfig) -> None:
 
 
 def parse_args(argv=None) -> PretrainConfig:
-    p = argparse.ArgumentParser(prog="python -m pipelines.pretrain", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m pipelines.pretrain",
+                                description="Pretrain an image encoder on an unlabeled folder with one of the "
+                                            "self-supervised methods (--method).",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="Settings left at `auto` are chosen from the device, the collection and the "
                                        "budget; the log and RUN_DIR/config.json say what was chosen and why.")

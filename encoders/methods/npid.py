@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders import distributed
-from encoders.losses import positive_temperature
 from encoders.augment import ViewSpec
+from encoders.losses import positive_temperature
 from encoders.methods.base import Method
 
 

@@ -14,7 +14,7 @@ class SimCLR(Method):
     (`views.n_local > 0`), every pair of views is a positive pair and the loss is the mean of
     NT-Xent over the pairs (each pair one batch of 2N anchors)."""
 
-    default_temperature = 0.2  # 0.5 in the paper; 0.2 measured better in CPU-minute runs (README, Results)
+    default_temperature = 0.2  # 0.5 in the paper; 0.2 measured better in CPU-minute runs (docs/results.md)
 
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.5,
                  gather_distributed: bool = False, views: ViewSpec = ViewSpec()):

@@ -3,8 +3,15 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from encoders.augment import (AugmentConfig, BatchSimCLRAugment, SimCLRTransform, adjust_brightness,
-                              adjust_contrast, adjust_hue, adjust_saturation)
+from encoders.augment import (
+    AugmentConfig,
+    BatchSimCLRAugment,
+    SimCLRTransform,
+    adjust_brightness,
+    adjust_contrast,
+    adjust_hue,
+    adjust_saturation,
+)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from encoders.augment import ViewSpec
 from encoders.backbones import build_backbone

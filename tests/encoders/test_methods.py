@@ -129,9 +129,37 @@ def test_simclr_with_local_crops_averages_ntxent_over_all_view_pairs():
     torch.testing.assert_close(m.training_loss(views, torch.arange(4)), want)
 
 
+# The settings of a tiny run, per method: 16 px smallcnn, small heads, queues and banks.
+TINY = ["--backbone", "smallcnn", "--no-small-stem", "--image-size", "16", "--temperature", "0.2",
+        "--dino-out-dim", "16", "--prototypes", "8", "--queue-size", "16", "--negatives", "8", "--clusters", "2",
+        "--pca-dim", "4", "--local-crops", "1"]
+
+
 def test_registry_names_every_method_once():
-    assert {"simclr", "moco"} <= set(METHODS)
-    assert all(hasattr(cls, "from_config") for cls in METHODS.values())
+    """Seven methods, each under one name: the name the command line takes builds that class
+    (through its own settings, not the base class's), which trains a step through the common
+    interface; no class is registered twice and an unknown name is refused."""
+    from encoders.methods import EpochContext, Method
+    from pipelines import pretrain
+    from pipelines.train_loop import kmeans_labels
+
+    assert len(METHODS) == len(set(METHODS.values())) == 7
+    with pytest.raises(SystemExit):
+        pretrain.parse_args(["--data", "d", "--out", "o", "--method", "vgg"])
+    n = 16
+    for name, cls in METHODS.items():
+        torch.manual_seed(0)
+        model = pretrain.build_method(pretrain.parse_args(["--data", "d", "--out", "o", "--method", name, *TINY]), n)
+        assert type(model) is cls and isinstance(model, Method), name
+        model.on_epoch_start(0, EpochContext(embed_all=lambda: torch.randn(n, model.backbone.feat_dim),
+                                             kmeans=kmeans_labels, forget_optimizer_state=lambda params: None))
+        spec, batch = model.views, 8
+        views = [torch.randn(batch, 3, 16, 16) for _ in range(spec.n_global)]
+        views += [torch.randn(batch, 3, spec.local_px(16), spec.local_px(16)) for _ in range(spec.n_local)]
+        loss = model.training_loss(views, torch.arange(batch))
+        assert loss.ndim == 0 and torch.isfinite(loss), name
+        loss.backward()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters()), name
 
 
 @pytest.mark.parametrize("name,small_stem,dim", [("resnet18", True, 512), ("resnet18", False, 512),

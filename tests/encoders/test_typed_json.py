@@ -65,8 +65,8 @@ def test_fields_without_default_are_required():
 
 def test_encoder_config_round_trips_every_field():
     """New EncoderConfig fields are checked from their annotations, with no list to update."""
-    from dataclasses import asdict
     import json
+    from dataclasses import asdict
 
     cfg = EncoderConfig(backbone="smallcnn", feat_dim=256, image_size=24, method="simclr", training={"lr": 0.1})
     assert EncoderConfig.from_dict(json.loads(json.dumps(asdict(cfg)))) == cfg

@@ -5,8 +5,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from encoders.evaluation import cluster_scores
-from index.clusters import (ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans,
-                            read_saved)
+from index.clusters import ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans, read_saved
 from index.graph import knn_graph
 from tests.index.conftest import clustered
 

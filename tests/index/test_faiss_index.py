@@ -2,8 +2,16 @@ import faiss
 import numpy as np
 import pytest
 
-from index.faiss_index import (as_vectors, build_index, choose_index_key, exact_search, neighbours, recall_at_k,
-                               search, update_index)
+from index.faiss_index import (
+    as_vectors,
+    build_index,
+    choose_index_key,
+    exact_search,
+    neighbours,
+    recall_at_k,
+    search,
+    update_index,
+)
 from tests.index.conftest import clustered
 
 

@@ -23,8 +23,8 @@ def data():
 
 def manifest_for(x, ids, layout):
     items = [Item(f"img{i:05d}.png", 1, 0, f"h{i}", int(i)) for i in ids]
-    return Manifest(index_key=KEY, dim=x.shape[1], count=len(x), data_root="/data", encoder={"path": "e", "sha256": "s"},
-                    items=items, layout=layout)
+    return Manifest(index_key=KEY, dim=x.shape[1], count=len(x), data_root="/data",
+                    encoder={"path": "e", "sha256": "s"}, items=items, layout=layout)
 
 
 @pytest.mark.parametrize("on_disk", [False, True], ids=["ram", "ondisk"])

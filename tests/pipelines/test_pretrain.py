@@ -172,14 +172,19 @@ def test_the_pacer_refits_only_when_behind_and_only_earlier(monkeypatch):
 
 
 def test_resume_is_a_config_field_saved_with_the_run(shape_folder, tmp_path):
-    cfg = pretrain.parse_args(["--data", "d", "--out", "o", "--resume"])
-    assert cfg.resume is True and not hasattr(cfg, "_resume")
+    """--resume is read from the config the run saves, and a resumed run continues the
+    checkpoint's run (its seed, its logged steps) instead of starting a new one."""
+    assert pretrain.parse_args(["--data", "d", "--out", "o", "--resume"]).resume is True
     assert pretrain.parse_args(["--data", "d", "--out", "o"]).resume is False
     out = tmp_path / "run"
-    run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "1")
-    run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "2", "--resume")
+    first = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "1", "--seed", "5")
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["resume"] is False
+    # another seed on the command line: a resumed run keeps the checkpoint's identity
+    resumed = run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "2", "--seed", "6", "--resume")
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["step"] == 2 and ckpt["config"]["resume"] is True
+    assert ckpt["step"] == 2 and ckpt["config"]["resume"] is True and ckpt["config"]["seed"] == 5
+    trained = [[r for r in recs if "loss" in r] for recs in (first, resumed)]
+    assert [r["step"] for r in trained[1]] == [1, 2] and trained[1][0] == trained[0][0]  # step 1 not trained again
 
 
 def test_diverging_loss_is_an_error_naming_the_flags(shape_folder, tmp_path, capsys):
