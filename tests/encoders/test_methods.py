@@ -6,12 +6,14 @@ from torch import nn
 
 from encoders.backbones import build_backbone
 from encoders.losses import NTXentLoss
-from encoders.methods import METHODS, MoCo, SimCLR
+from encoders.methods import METHODS, Method, MethodSettings, MoCo, RunFacts, SimCLR
+from encoders.methods.moco import MoCoSettings
+from encoders.methods.simclr import SimCLRSettings
 
 
 def small_moco(queue_size=8, momentum=0.9):
     torch.manual_seed(0)
-    return MoCo(build_backbone("smallcnn"), proj_dim=4, queue_size=queue_size, momentum=momentum)
+    return MoCo(build_backbone("smallcnn"), MoCoSettings(proj_dim=4, queue_size=queue_size, momentum=momentum))
 
 
 def test_queue_is_fifo_with_wraparound():
@@ -105,7 +107,7 @@ def test_moco_refuses_a_checkpoint_with_the_old_bn_head():
 
 def test_simclr_loss_is_ntxent_between_the_two_views_and_uses_both():
     torch.manual_seed(0)
-    m = SimCLR(build_backbone("smallcnn"), proj_dim=8)
+    m = SimCLR(build_backbone("smallcnn"), SimCLRSettings(proj_dim=8, temperature=0.5))
     a = torch.randn(6, 3, 16, 16, requires_grad=True)
     b = torch.randn(6, 3, 16, 16, requires_grad=True)
     loss = m.training_loss([a, b], torch.arange(6))
@@ -119,10 +121,9 @@ def test_simclr_loss_is_ntxent_between_the_two_views_and_uses_both():
 
 
 def test_simclr_with_local_crops_averages_ntxent_over_all_view_pairs():
-    from encoders.augment import ViewSpec
-
     torch.manual_seed(0)
-    m = SimCLR(build_backbone("smallcnn"), proj_dim=8, views=ViewSpec(2, 1, 8)).eval()
+    settings = SimCLRSettings(proj_dim=8, temperature=0.5, local_crops=1, local_size=8)
+    m = SimCLR(build_backbone("smallcnn"), settings).eval()
     views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8)]
     z = [m(v) for v in views]
     want = (NTXentLoss(0.5)(z[0], z[1]) + NTXentLoss(0.5)(z[0], z[2]) + NTXentLoss(0.5)(z[1], z[2])) / 3
@@ -130,8 +131,17 @@ def test_simclr_with_local_crops_averages_ntxent_over_all_view_pairs():
 
 
 def test_registry_names_every_method_once():
-    assert {"simclr", "moco"} <= set(METHODS)
-    assert all(hasattr(cls, "from_config") for cls in METHODS.values())
+    """Each name maps to its own class, which states its own settings and builds itself from
+    them (neither inherited from the base class), and the defaults build a method."""
+    assert {"simclr", "moco", "byol", "dino", "swav", "npid", "deepcluster"} <= set(METHODS)
+    assert len(set(METHODS.values())) == len(METHODS)
+    for name, cls in METHODS.items():
+        assert issubclass(cls, Method) and "build" in vars(cls) and "Settings" in vars(cls), name
+        assert issubclass(cls.Settings, MethodSettings) and cls.Settings is not MethodSettings, name
+        assert len({c.Settings for c in METHODS.values()}) == len(METHODS)
+        torch.manual_seed(0)
+        model = cls.build(build_backbone("smallcnn"), cls.Settings(), RunFacts(n_images=40))
+        assert isinstance(model, cls) and model.views.n_global >= 1, name
 
 
 @pytest.mark.parametrize("name,small_stem,dim", [("resnet18", True, 512), ("resnet18", False, 512),
