@@ -117,6 +117,24 @@ def build_method(cfg: PretrainConfig) -> Method:
     return model
 
 
+def build_training(cfg: PretrainConfig, device: torch.device):
+    """(the method on `device`, its optimizer, the learning rate for this batch size)."""
+    model = build_method(cfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    base_lr = cfg.lr * cfg.batch_size / 256
+    return model, build_optimizer(cfg.optimizer, model, base_lr, cfg.weight_decay), base_lr
+
+
+def budget_deadline(cfg: PretrainConfig, t_start: float) -> float | None:
+    """When a `--minutes` run stops training: the whitening fit at the end (embedding a sample
+    of the images) is part of the budget."""
+    if not cfg.minutes:
+        return None
+    reserve = min(20.0, 0.05 * cfg.minutes * 60) if cfg.whiten else 0.0
+    return t_start + cfg.minutes * 60 - reserve
+
+
 def restore(run_dir: Path, ckpt: dict, model, optimizer) -> None:
     """Load the checkpoint into the model and optimizer."""
     try:
@@ -149,12 +167,9 @@ def run(cfg: PretrainConfig) -> dict:
     cfg = with_data(cfg, len(images))  # final: logged and saved, never changed
     for name, why in cfg.auto_reasons.items():
         log.info("auto %s = %s", name, why)
+    log.info("%s settings: %s", cfg.method, cfg.settings)
 
-    model = build_method(cfg).to(proc.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    base_lr = cfg.lr * cfg.batch_size / 256
-    optimizer = build_optimizer(cfg.optimizer, model, base_lr, cfg.weight_decay)
+    model, optimizer, base_lr = build_training(cfg, proc.device)
     spe = len(images) // cfg.batch_size
     start_step = ckpt["step"] if ckpt else 0
     planned = ckpt["total_steps"] if ckpt else int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
@@ -169,9 +184,7 @@ def run(cfg: PretrainConfig) -> dict:
     trainer = Trainer(model, optimizer, images, proc.device,
                       StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, cfg.precision),
                       augment_config(cfg), schedule, Encoder(model.backbone, replace(enc_cfg, whiten=False)))
-    # with a budget, the whitening fit at the end (embedding a sample of the images) is part of it
-    reserve = min(20.0, 0.05 * cfg.minutes * 60) if cfg.minutes and cfg.whiten else 0.0
-    deadline = t_start + cfg.minutes * 60 - reserve if cfg.minutes else None
+    deadline = budget_deadline(cfg, t_start)
     metrics = MetricsLog(run_dir / METRICS, proc.is_main)
     try:
         first_hook = trainer.begin_epoch(start_step // spe, start_step)  # DeepCluster needs labels to time a step
