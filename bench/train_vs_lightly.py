@@ -49,10 +49,10 @@ import torch  # noqa: E402
 
 from bench.train_step_speed import time_steps  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
-from encoders.runtime import cpu_has_bf16, pick_device, pick_precision  # noqa: E402
-from encoders.files import atomic_write_json  # noqa: E402
-from encoders.store import load_encoder  # noqa: E402
 from encoders.evaluation import raw_pixel_features  # noqa: E402
+from encoders.files import atomic_write_json  # noqa: E402
+from encoders.runtime import cpu_has_bf16, pick_device, pick_precision  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
 from pipelines.evaluate import EvalConfig, evaluate_features, load_split, random_init_like  # noqa: E402
 
 log = logging.getLogger("bench.train_vs_lightly")

@@ -32,9 +32,9 @@ from encoders.copies import EDITS, REPORT_FILE, copy_recall, make_copies, pick_s
 from encoders.embed import Encoder, EncoderConfig, embed_images, embed_tensor
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy, raw_pixel_features
 from encoders.fashion_mnist import load_fashion_mnist
+from encoders.files import atomic_write_json
 from encoders.imagefolder import decode_folder, decode_images, downsample, open_rgb, resize_center_crop
 from encoders.runtime import pick_device
-from encoders.files import atomic_write_json
 from encoders.store import load_encoder
 from pipelines.cli import run_cli
 

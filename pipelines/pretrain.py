@@ -88,6 +88,13 @@ def start_or_resume(cfg: PretrainConfig, run_dir: Path, proc: Process) -> tuple[
     return replace(saved, **here), ckpt
 
 
+def log_config(cfg: PretrainConfig) -> None:
+    """Every automatic choice with its reason, and the method's settings."""
+    for name, why in cfg.auto_reasons.items():
+        log.info("auto %s = %s", name, why)
+    log.info("%s settings: %s", cfg.method, cfg.settings)
+
+
 def check_world(cfg: PretrainConfig, proc: Process) -> None:
     if cfg.batch_size % proc.world or cfg.batch_size // proc.world < 2:
         raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: make it a multiple of the "
@@ -165,9 +172,7 @@ def run(cfg: PretrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     paths, images, skips = load_images(cfg, proc)
     cfg = with_data(cfg, len(images))  # final: logged and saved, never changed
-    for name, why in cfg.auto_reasons.items():
-        log.info("auto %s = %s", name, why)
-    log.info("%s settings: %s", cfg.method, cfg.settings)
+    log_config(cfg)
 
     model, optimizer, base_lr = build_training(cfg, proc.device)
     spe = len(images) // cfg.batch_size

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from encoders.files import atomic_write_bytes, atomic_write_json, atomic_write_with
 from encoders.embed import Encoder
+from encoders.files import atomic_write_bytes, atomic_write_json, atomic_write_with
 from encoders.optim import Schedule
 from encoders.store import save_encoder
 from encoders.typed_json import FieldError, typed_dict

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from encoders.backbones import build_backbone
 from encoders.methods import BYOL, DINO
-from encoders.methods.byol import BYOLSettings
 from encoders.methods.base import cosine_momentum
+from encoders.methods.byol import BYOLSettings
 from encoders.methods.dino import DINOLoss, DINOSettings
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from safetensors.torch import load_file
 
 from encoders.backbones import build_backbone

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from encoders.imagefolder import MAX_IMAGE_PIXELS, UnreadableImage
 from encoders.embed import EncoderConfig
+from encoders.imagefolder import MAX_IMAGE_PIXELS, UnreadableImage
 from index.query import decode_upload
 from tests.bad_corpus import bomb_png
 
