@@ -218,7 +218,7 @@ def show_indexed_query(ix: tuple[str, int], loaded, query: str, k: int) -> None:
 def show_upload_queries(ix: tuple[str, int], loaded, uploads, k: int) -> None:
     """Each upload decoded exactly as an indexed file, then its neighbours."""
     try:
-        backbone, enc = get_encoder(*ix)
+        encoder = get_encoder(*ix)
     except EncoderLoadError as e:
         st.error(f"Upload search needs the index's encoder: {e}")
         return
@@ -226,11 +226,11 @@ def show_upload_queries(ix: tuple[str, int], loaded, uploads, k: int) -> None:
         st.divider()
         t0 = time.perf_counter()
         try:  # decoded exactly as an indexed file (index/query.py), in memory
-            img = decode_upload(f.getvalue(), enc, MAX_UPLOAD_BYTES)
+            img = decode_upload(f.getvalue(), encoder.cfg, MAX_UPLOAD_BYTES)
         except UnreadableImage as e:
             st.container(key=f"upload-error-{qi}").error(f"{plain(f.name)}: cannot be searched ({e}).")
             continue
-        hits = search_images(loaded, backbone, enc, [img], k)[0]
+        hits = search_images(loaded, encoder, [img], k)[0]
         show_result(ix, f.name, "uploaded; decoded as the indexed files were",
                     lambda: jpeg_data_uri(thumbnail(img, THUMB_PX)), hits, f"results-{qi}",
                     (time.perf_counter() - t0) * 1e3)

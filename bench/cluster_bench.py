@@ -50,24 +50,24 @@ ANCHORS = {"fmnist": {"N2D (paper)": {"nmi": 0.684, "acc": 0.672}}}
 
 def features(run: Path, images: torch.Tensor) -> dict[str, np.ndarray]:
     """Learned, raw-pixel and random-init features of uint8 (M, 3, S, S) images at the encoder's size."""
-    backbone, enc = load_encoder(run, torch.device("cpu"))
+    encoder = load_encoder(run, torch.device("cpu"))
     torch.manual_seed(0)
-    return {"learned": embed_tensor(backbone, images, enc),
+    return {"learned": embed_tensor(encoder, images),
             "raw pixels": raw_pixel_features(images),
-            "random init": embed_tensor(random_init_like(enc, images, "cpu"), images, enc)}
+            "random init": embed_tensor(random_init_like(encoder.cfg, images, "cpu"), images)}
 
 
 def fmnist_collection(run: Path, limit: int | None) -> tuple[dict, np.ndarray]:
-    _, enc = load_encoder(run, torch.device("cpu"))
+    size = load_encoder(run, torch.device("cpu")).cfg.image_size
     x, y = load_fashion_mnist("test")
     x, y = x[:limit], y[:limit]
-    return features(run, arrays_to_images(x, enc.image_size)), y
+    return features(run, arrays_to_images(x, size)), y
 
 
 def mixed_collection(run: Path, limit: int | None) -> tuple[dict, np.ndarray]:
-    _, enc = load_encoder(run, torch.device("cpu"))
+    size = load_encoder(run, torch.device("cpu")).cfg.image_size
     folder = datasets.get("mixed")
-    paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
+    paths, images, _ = decode_folder(folder, size, progress=False)
     y = datasets.labels_for(folder, paths)
     pick = np.random.default_rng(0).permutation(len(y))[:limit] if limit else np.arange(len(y))
     return features(run, images[torch.from_numpy(pick)]), y[pick]
@@ -101,9 +101,9 @@ def quality(collections: dict, algorithms: list[str]) -> dict:
 
 def scale(run: Path, sizes: list[int]) -> dict:
     """Seconds (and automatic K) of the default clusterer on M learned embeddings."""
-    backbone, enc = load_encoder(run, torch.device("cpu"))
+    encoder = load_encoder(run, torch.device("cpu"))
     x, _ = load_fashion_mnist("train")
-    base = embed_tensor(backbone, arrays_to_images(x, enc.image_size), enc)
+    base = embed_tensor(encoder, arrays_to_images(x, encoder.cfg.image_size))
     rng = np.random.default_rng(0)
     out = {}
     for m in sizes:

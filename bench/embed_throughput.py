@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoders.backbones import build_backbone  # noqa: E402
-from encoders.embed import embed_batch  # noqa: E402
+from encoders.embed import Encoder, EncoderConfig  # noqa: E402
 from encoders.imagefolder import SkipReport, default_workers, resize_center_crop, scan_images  # noqa: E402
-from encoders.store import EncoderConfig, load_encoder  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
 from pipelines.build_index import BuildConfig, embed_files, split_cpu  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,20 +51,20 @@ def make_photos(root: Path, n: int, size: int, seed: int = 0) -> None:
         img.save(root / f"photo_{i:05d}.jpg", quality=90)
 
 
-def plain_loop(files: list[Path], backbone, cfg: EncoderConfig) -> float:
-    tf = resize_center_crop(cfg.image_size)
+def plain_loop(files: list[Path], encoder: Encoder) -> float:
+    tf = resize_center_crop(encoder.cfg.image_size)
     t0 = time.perf_counter()
     for p in files:
         with Image.open(p) as im:
             x = tf(im.convert("RGB")).as_subclass(torch.Tensor)
-        embed_batch(backbone, x[None], cfg)
+        encoder(x[None])
     return len(files) / (time.perf_counter() - t0)
 
 
-def ours(files: list[Path], backbone, cfg: EncoderConfig, batch_size: int, workers: int) -> float:
+def ours(files: list[Path], encoder: Encoder, batch_size: int, workers: int) -> float:
     build = BuildConfig(batch_size=batch_size, workers=workers, progress=False)
     t0 = time.perf_counter()
-    ok, _, _ = embed_files(files, backbone, cfg, build, SkipReport())
+    ok, _, _ = embed_files(files, encoder, build, SkipReport())
     assert ok.all()
     return len(files) / (time.perf_counter() - t0)
 
@@ -87,30 +87,31 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.encoder:
-        backbone, cfg = load_encoder(args.encoder)
+        encoder = load_encoder(args.encoder)
     else:
         torch.manual_seed(0)
         backbone = build_backbone(args.backbone, small_stem=args.image_size <= 64).eval().requires_grad_(False)
-        cfg = EncoderConfig(backbone=args.backbone, small_stem=args.image_size <= 64, feat_dim=backbone.feat_dim,
-                            image_size=args.image_size)
+        encoder = Encoder(backbone, EncoderConfig(backbone=args.backbone, small_stem=args.image_size <= 64,
+                                                  feat_dim=backbone.feat_dim, image_size=args.image_size))
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or Path(tmp)
         if args.data is None:
             make_photos(root, args.images, args.photo_size)
         files = scan_images(root)
-        ours(files[:args.batch_size], backbone, cfg, args.batch_size, args.workers)  # warm-up (page cache, kernels)
-        loop_ips = plain_loop(files[:args.loop_images], backbone, cfg)
+        ours(files[:args.batch_size], encoder, args.batch_size, args.workers)  # warm-up (page cache, kernels)
+        loop_ips = plain_loop(files[:args.loop_images], encoder)
         torch.set_num_threads(1)  # the loop's best case on a busy CPU: no OpenMP barrier waits
-        loop1_ips = plain_loop(files[:args.loop_images], backbone, cfg)
+        loop1_ips = plain_loop(files[:args.loop_images], encoder)
         torch.set_num_threads(args.threads or split_cpu(args.workers))
-        ours_ips = ours(files, backbone, cfg, args.batch_size, args.workers)
+        ours_ips = ours(files, encoder, args.batch_size, args.workers)
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
                    f"{torch.__version__}, {torch.get_num_threads()} threads for ours",
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python bench/embed_throughput.py", *(argv or sys.argv[1:])]),
         "images": len(files), "photo_size": None if args.data else f"{args.photo_size}x{args.photo_size * 3 // 4} JPEG",
-        "backbone": cfg.backbone, "image_size": cfg.image_size, "batch_size": args.batch_size, "workers": args.workers,
+        "backbone": encoder.cfg.backbone, "image_size": encoder.cfg.image_size, "batch_size": args.batch_size,
+        "workers": args.workers,
         "loop_images": min(args.loop_images, len(files)),
         "plain_loop_images_per_s": round(loop_ips, 1), "plain_loop_1_thread_images_per_s": round(loop1_ips, 1),
         "ours_images_per_s": round(ours_ips, 1), "speedup_vs_best_loop": round(ours_ips / max(loop_ips, loop1_ips), 2),

@@ -66,8 +66,8 @@ def fmnist_vectors(run_dir: Path, n: int, noise: float, rng: np.random.Generator
     from encoders.store import load_encoder
     from pipelines.evaluate import arrays_to_images
 
-    backbone, enc = load_encoder(run_dir, torch.device("cpu"))
-    base, xq = (embed_tensor(backbone, arrays_to_images(load_fashion_mnist(s)[0], enc.image_size), enc)
+    encoder = load_encoder(run_dir, torch.device("cpu"))
+    base, xq = (embed_tensor(encoder, arrays_to_images(load_fashion_mnist(s)[0], encoder.cfg.image_size))
                 for s in ("train", "test"))
     d = base.shape[1]
     out = np.empty((n, d), np.float32)

@@ -39,8 +39,10 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoders.backbones import build_backbone  # noqa: E402  (torch + torchvision only)
+from encoders.embed import Encoder, EncoderConfig  # noqa: E402
+from encoders.files import atomic_write_json  # noqa: E402
 from encoders.optim import build_optimizer, warmup_cosine  # noqa: E402
-from encoders.store import EncoderConfig, atomic_write_json, save_encoder  # noqa: E402
+from encoders.store import save_encoder  # noqa: E402
 
 CALIBRATION_STEPS = (5, 15)  # steps [5, 15) are timed to fit the cosine schedule to the budget
 
@@ -83,7 +85,7 @@ def build_transform(method: str, size: int):
 
 def snapshot(out: Path, backbone: nn.Module, enc_cfg: EncoderConfig, step: int, seconds: float) -> None:
     snap = out / "snapshots" / f"step{step:07d}"  # as pipelines.pretrain's snapshots
-    save_encoder(snap, backbone, enc_cfg)
+    save_encoder(snap, Encoder(backbone, enc_cfg))
     atomic_write_json(snap / "summary.json", {"step": step, "seconds": seconds})
 
 
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
                 if now >= deadline or (total_steps is not None and step >= total_steps):
                     done = True
                     break
-    save_encoder(out, model.backbone, enc_cfg)
+    save_encoder(out, Encoder(model.backbone, enc_cfg))
     atomic_write_json(out / "summary.json", {
         "run_dir": str(out), "step": step, "total_steps": total_steps, "epoch": step / spe, "images": len(dataset),
         "seconds": time.perf_counter() - t_start, "train_seconds": train_s, "lightly": lightly.__version__,

@@ -81,9 +81,10 @@ def fmnist_scores(run: Path, linear: bool, with_baselines: bool = False) -> dict
     sh("pipelines.evaluate", "--encoder", str(run), "--dataset", "fashion-mnist", "--out", str(out),
        *([] if linear else ["--probe-iters", "0"]), *(["--baselines"] if with_baselines else []))
     r = json.loads(out.read_text())["pretrained"]
-    backbone, enc = load_encoder(run, torch.device("cpu"))
+    encoder = load_encoder(run, torch.device("cpu"))
     x, y = load_fashion_mnist("test")
-    scores = {"knn": r["knn_top1"], **nmi_ari(embed_tensor(backbone, arrays_to_images(x, enc.image_size), enc), y, 10)}
+    feats = embed_tensor(encoder, arrays_to_images(x, encoder.cfg.image_size))
+    scores = {"knn": r["knn_top1"], **nmi_ari(feats, y, 10)}
     if linear:
         scores["linear"] = r["linear_top1"]
     return scores
@@ -114,9 +115,9 @@ def run_mixed(method: str, work: Path, minutes: float) -> dict:
     folder = datasets.get("mixed")
     run = work / f"{method}-mixed"
     res = pretrain(method, folder, run, minutes)
-    backbone, enc = load_encoder(run, torch.device("cpu"))
-    paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
-    return {**res, "final": nmi_ari(embed_tensor(backbone, images, enc), datasets.labels_for(folder, paths), 20)}
+    encoder = load_encoder(run, torch.device("cpu"))
+    paths, images, _ = decode_folder(folder, encoder.cfg.image_size, progress=False)
+    return {**res, "final": nmi_ari(embed_tensor(encoder, images), datasets.labels_for(folder, paths), 20)}
 
 
 def run_photos(method: str, work: Path, minutes: float) -> dict:
@@ -131,19 +132,19 @@ def run_photos(method: str, work: Path, minutes: float) -> dict:
 
 def baselines(encoder_run: Path) -> dict:
     """Raw pixels and the same backbone at random init, at the encoder's image size."""
-    _, enc = load_encoder(encoder_run, torch.device("cpu"))
+    enc = load_encoder(encoder_run, torch.device("cpu")).cfg
     torch.manual_seed(0)
     out = {}
     x, y = load_fashion_mnist("test")
     test = arrays_to_images(x, enc.image_size)
     rand = random_init_like(enc, test, "cpu")
     out["fmnist_raw"] = nmi_ari(raw_pixel_features(test), y, 10)
-    out["fmnist_random"] = nmi_ari(embed_tensor(rand, test, enc), y, 10)
+    out["fmnist_random"] = nmi_ari(embed_tensor(rand, test), y, 10)
     folder = datasets.get("mixed")
     paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
     labels = datasets.labels_for(folder, paths)
     out["mixed_raw"] = nmi_ari(raw_pixel_features(images), labels, 20)
-    out["mixed_random"] = nmi_ari(embed_tensor(random_init_like(enc, images, "cpu"), images, enc), labels, 20)
+    out["mixed_random"] = nmi_ari(embed_tensor(random_init_like(enc, images, "cpu"), images), labels, 20)
     r = json.loads((encoder_run / "eval_shootout.json").read_text())
     if "raw_pixels" in r:
         out["fmnist_raw"].update(knn=r["raw_pixels"]["knn_top1"], linear=r["raw_pixels"]["linear_top1"])
@@ -158,9 +159,9 @@ def compute_bound(method: str, backbone: str, size: int, batch: int, steps: int 
     from pipelines.pretrain import LR_DEFAULTS, PretrainConfig, build_method
     from pipelines.train_loop import kmeans_labels
 
-    cfg = PretrainConfig(method=method, backbone=backbone, image_size=size, batch_size=batch, small_stem=size <= 64)
-    cfg.temperature = METHODS[method].default_temperature or 0.1
-    model = build_method(cfg, n_images=batch).to(memory_format=torch.channels_last).train()
+    cfg = PretrainConfig(method=method, backbone=backbone, image_size=size, batch_size=batch, small_stem=size <= 64,
+                         images=batch)  # the method's own settings at their defaults
+    model = build_method(cfg).to(memory_format=torch.channels_last).train()
     # the between-epoch hook on random features (DeepCluster: pseudo-labels); its own cost is not timed
     model.on_epoch_start(0, EpochContext(embed_all=lambda: torch.randn(batch, model.backbone.feat_dim),
                                          kmeans=kmeans_labels, forget_optimizer_state=lambda params: None))

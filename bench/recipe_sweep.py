@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets  # noqa: E402  (bench/datasets.py)
 from encoders.copies import copy_recall, make_copies  # noqa: E402
-from encoders.embed import embed_images, embed_tensor  # noqa: E402
+from encoders.embed import Encoder, EncoderConfig, embed_images, embed_tensor  # noqa: E402
 from encoders.evaluation import knn_accuracy, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.imagefolder import decode_folder, decode_images, open_rgb, scan_images  # noqa: E402
-from encoders.store import EncoderConfig, load_encoder  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
 from methods_shootout import nmi_ari  # noqa: E402  (bench/methods_shootout.py)
 from pipelines.evaluate import arrays_to_images  # noqa: E402
-from pipelines.pretrain import PretrainConfig, run  # noqa: E402
+from pipelines.pretrain import parse_args, run  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "recipe_sweep.jsonl"
 log = logging.getLogger("recipe_sweep")
@@ -48,39 +48,43 @@ def cached(key, fn):
     return _CACHE[key]
 
 
-def features(backbone, enc, images: torch.Tensor) -> np.ndarray:
-    return raw_pixel_features(images) if backbone is None else embed_tensor(backbone, images, enc)
+def features(encoder: Encoder | None, images: torch.Tensor) -> np.ndarray:
+    return raw_pixel_features(images) if encoder is None else embed_tensor(encoder, images)
 
 
-def eval_fmnist(backbone, enc) -> dict:
+def variant(encoder: Encoder, **changes) -> Encoder:
+    """The same backbone and whitening, embedding with other test-time options."""
+    cfg = replace(encoder.cfg, **changes)
+    return Encoder(encoder.backbone, cfg, encoder.whiten if cfg.whiten else None)
+
+
+def eval_fmnist(encoder: Encoder | None, enc: EncoderConfig) -> dict:
     s = enc.image_size
     xtr, ytr = load_fashion_mnist("train")
     xte, yte = load_fashion_mnist("test")
     tr = cached(("fm-tr", s), lambda: arrays_to_images(xtr, s))
     te = cached(("fm-te", s), lambda: arrays_to_images(xte, s))
-    ftr, fte = features(backbone, enc, tr), features(backbone, enc, te)
+    ftr, fte = features(encoder, tr), features(encoder, te)
     out = {"knn": knn_accuracy(ftr, ytr, fte, yte), **nmi_ari(fte, yte, 10)}
-    if backbone is not None:
+    if encoder is not None:
         c_tr, c_te = centred(ftr, fte)
         out["centred"] = {"knn": knn_accuracy(c_tr, ytr, c_te, yte), **nmi_ari(c_te, yte, 10)}
-        saved, enc.flip_average = enc.flip_average, not enc.flip_average
-        ftr, fte = features(backbone, enc, tr), features(backbone, enc, te)
-        out[f"flip_{enc.flip_average}"] = {"knn": knn_accuracy(ftr, ytr, fte, yte), **nmi_ari(fte, yte, 10)}
-        enc.flip_average = saved
+        flipped = variant(encoder, flip_average=not enc.flip_average)
+        ftr, fte = features(flipped, tr), features(flipped, te)
+        out[f"flip_{flipped.cfg.flip_average}"] = {"knn": knn_accuracy(ftr, ytr, fte, yte), **nmi_ari(fte, yte, 10)}
     return out
 
 
-def eval_mixed(backbone, enc) -> dict:
+def eval_mixed(encoder: Encoder | None, enc: EncoderConfig) -> dict:
     folder = datasets.get("mixed")
     paths, images, _ = cached(("mixed", enc.image_size), lambda: decode_folder(folder, enc.image_size, progress=False))
     labels = datasets.labels_for(folder, paths)
-    f = features(backbone, enc, images)
+    f = features(encoder, images)
     out = nmi_ari(f, labels, 20)
-    if backbone is not None:
+    if encoder is not None:
         out["centred"] = nmi_ari(centred(f)[0], labels, 20)
-        saved, enc.flip_average = enc.flip_average, not enc.flip_average
-        out[f"flip_{enc.flip_average}"] = nmi_ari(features(backbone, enc, images), labels, 20)
-        enc.flip_average = saved
+        flipped = variant(encoder, flip_average=not enc.flip_average)
+        out[f"flip_{flipped.cfg.flip_average}"] = nmi_ari(features(flipped, images), labels, 20)
     return out
 
 
@@ -93,35 +97,24 @@ def centred(db: np.ndarray, *others: np.ndarray):
     return (norm(db), *(norm(o) for o in others))
 
 
-def eval_photos(backbone, enc, raw_size: int = 16) -> dict:
+def eval_photos(encoder: Encoder | None, enc: EncoderConfig, raw_size: int = 16) -> dict:
     folder = datasets.get("photos")
     originals = cached("photos", lambda: [open_rgb(p) for p in scan_images(folder)])
     copies, src, names = cached("copies", lambda: make_copies(originals, seed=0))
-    if backbone is None:
+    if encoder is None:
         db = raw_pixel_features(decode_images(originals, raw_size))
         q = raw_pixel_features(decode_images(copies, raw_size))
         return copy_recall(db, q, src, names)
     out = {}
-    saved = enc.flip_average, enc.grey_average
     for flip, grey in ((False, False), (True, False), (True, True)):
-        enc.flip_average, enc.grey_average = flip, grey
-        db, q = embed_images(backbone, enc, originals), embed_images(backbone, enc, copies)
+        averaged = variant(encoder, flip_average=flip, grey_average=grey)
+        db, q = embed_images(averaged, originals), embed_images(averaged, copies)
         tag = "flip" * flip + "grey" * grey or "plain"
         out[tag] = copy_recall(db, q, src, names)
-    enc.flip_average, enc.grey_average = saved
     return out
 
 
 EVALS = {"fmnist": eval_fmnist, "mixed": eval_mixed, "photos": eval_photos}
-
-
-def parse_value(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False, "none": None}.get(v.lower(), v)
 
 
 def main(argv=None) -> None:
@@ -130,7 +123,7 @@ def main(argv=None) -> None:
     p.add_argument("--data", default="fmnist-10k", choices=list(datasets.BUILDERS))
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None)
-    p.add_argument("--set", nargs="*", default=[], help="PretrainConfig field=value")
+    p.add_argument("--set", nargs="*", default=[], help="pretraining option=value (a pipelines.pretrain flag)")
     p.add_argument("--eval", nargs="*", default=["fmnist"], choices=list(EVALS))
     p.add_argument("--baselines-only", action="store_true")
     p.add_argument("--tag", default="")
@@ -147,22 +140,21 @@ def main(argv=None) -> None:
                 print(f"raw pixels {size}px {name}: {json.dumps(r)}")
                 rec[f"raw{size}_{name}"] = r
     else:
-        overrides = dict(kv.split("=", 1) for kv in args.set)
-        cfg = PretrainConfig(data=str(datasets.get(args.data)), out=args.out_dir, progress=False, log_every=50,
-                             checkpoint_minutes=1e9, **{k: parse_value(v) for k, v in overrides.items()})
-        cfg.minutes = args.minutes
-        cfg.validate()
+        flags = [f"--{k.replace('_', '-')}={v}" for k, v in (kv.split("=", 1) for kv in args.set)]
+        cfg = parse_args(["--data", str(datasets.get(args.data)), "--out", args.out_dir, "--no-progress",
+                          "--log-every", "50", "--checkpoint-minutes", "1e9", *flags,
+                          *(["--minutes", str(args.minutes)] if args.minutes else [])])
         if args.steps:
             n = len(scan_images(cfg.data))
-            cfg.epochs = args.steps / max(1, n // cfg.batch_size)  # steps per epoch = n // batch
+            cfg = replace(cfg, epochs=args.steps / max(1, n // cfg.batch_size))  # steps per epoch = n // batch
         t0 = time.perf_counter()
         summary = run(cfg)
         rec["train_seconds"] = time.perf_counter() - t0
         rec["summary"] = {k: summary[k] for k in ("step", "epoch", "final_loss")}
         rec["config"] = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
-        backbone, enc = load_encoder(args.out_dir, torch.device("cpu"))
+        encoder = load_encoder(args.out_dir, torch.device("cpu"))
         for name in args.eval:
-            rec[name] = EVALS[name](backbone, enc)
+            rec[name] = EVALS[name](encoder, encoder.cfg)
             print(f"{args.tag} {name}: {json.dumps(rec[name])}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as f:

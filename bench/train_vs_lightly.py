@@ -48,12 +48,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench.train_step_speed import time_steps  # noqa: E402
-from encoders.backbones import build_backbone  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
 from encoders.evaluation import raw_pixel_features  # noqa: E402
+from encoders.files import atomic_write_json  # noqa: E402
 from encoders.runtime import cpu_has_bf16, pick_device, pick_precision  # noqa: E402
-from encoders.store import atomic_write_json, load_encoder  # noqa: E402
-from pipelines.evaluate import EvalConfig, evaluate_features, load_split  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
+from pipelines.evaluate import EvalConfig, evaluate_features, load_split, random_init_like  # noqa: E402
 
 log = logging.getLogger("bench.train_vs_lightly")
 
@@ -127,15 +127,14 @@ def evaluate_runs(runs: list[dict], args) -> dict:
         res = {"train_size": len(xtr), "test_size": len(xte)}
 
         def knn(run_dir: Path) -> float:
-            backbone, enc = load_encoder(run_dir, device)
-            return evaluate_features(str(run_dir), embed_tensor(backbone, xtr, enc), ytr,
-                                     embed_tensor(backbone, xte, enc), yte, cfg)["knn_top1"]
+            encoder = load_encoder(run_dir, device)
+            return evaluate_features(str(run_dir), embed_tensor(encoder, xtr), ytr,
+                                     embed_tensor(encoder, xte), yte, cfg)["knn_top1"]
 
-        _, enc = load_encoder(runs[0]["dir"], device)
-        torch.manual_seed(args.seed)
-        rand = build_backbone(enc.backbone, enc.small_stem).to(device).eval()
-        res["random_init"] = evaluate_features("random_init", embed_tensor(rand, xtr, enc), ytr,
-                                               embed_tensor(rand, xte, enc), yte, cfg)["knn_top1"]
+        torch.manual_seed(args.seed)  # the first run's encoder at random init, preprocessed as it is
+        rand = random_init_like(load_encoder(runs[0]["dir"], device).cfg, xtr, device)
+        res["random_init"] = evaluate_features("random_init", embed_tensor(rand, xtr), ytr,
+                                               embed_tensor(rand, xte), yte, cfg)["knn_top1"]
         res["raw_pixels"] = evaluate_features("raw_pixels", raw_pixel_features(xtr), ytr,
                                               raw_pixel_features(xte), yte, cfg)["knn_top1"]
         for run in runs:

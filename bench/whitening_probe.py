@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import datasets  # noqa: E402
-from encoders.embed import embed_tensor  # noqa: E402
+from encoders.embed import Encoder, embed_tensor  # noqa: E402
 from encoders.evaluation import knn_accuracy  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.imagefolder import decode_folder  # noqa: E402
@@ -46,9 +46,9 @@ def whitened(fit: np.ndarray, shrinkage: float) -> dict:
     return {k: (lambda x, k=k: apply(x, k)) for k in KEEP}
 
 
-def probe_fmnist(run: str, backbone, enc) -> list[dict]:
+def probe_fmnist(run: str, encoder) -> list[dict]:
     (xtr, ytr), (xte, yte) = load_fashion_mnist("train"), load_fashion_mnist("test")
-    ftr, fte = (embed_tensor(backbone, arrays_to_images(x, enc.image_size), enc) for x in (xtr, xte))
+    ftr, fte = (embed_tensor(encoder, arrays_to_images(x, encoder.cfg.image_size)) for x in (xtr, xte))
     sample = min(16384, len(ftr))  # as pretrain's WHITEN_SAMPLE
     fit = ftr[np.random.default_rng(0).choice(len(ftr), sample, replace=False)]
     out = []
@@ -60,11 +60,11 @@ def probe_fmnist(run: str, backbone, enc) -> list[dict]:
     return out
 
 
-def probe_mixed(run: str, backbone, enc) -> list[dict]:
+def probe_mixed(run: str, encoder) -> list[dict]:
     folder = datasets.get("mixed")
-    paths, images, _ = decode_folder(folder, enc.image_size, progress=False)
+    paths, images, _ = decode_folder(folder, encoder.cfg.image_size, progress=False)
     labels = datasets.labels_for(folder, paths)
-    feats = embed_tensor(backbone, images, enc)
+    feats = embed_tensor(encoder, images)
     out = []
     for s in SHRINKAGE:
         for k, f in whitened(feats, s).items():
@@ -80,9 +80,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     res = []
     for run in args.runs:
-        backbone, enc = load_encoder(run, torch.device("cpu"))
-        enc = replace(enc, whiten=False)  # the embeddings before the saved whitening
-        res += (probe_fmnist if "fmnist" in Path(run).name else probe_mixed)(run, backbone, enc)
+        saved = load_encoder(run, torch.device("cpu"))
+        plain = Encoder(saved.backbone, replace(saved.cfg, whiten=False))  # the embeddings before the saved whitening
+        res += (probe_fmnist if "fmnist" in Path(run).name else probe_mixed)(run, plain)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
 

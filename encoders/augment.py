@@ -247,6 +247,11 @@ class ViewSpec:
     def local_px(self, image_size: int) -> int:
         return self.local_size or max(8, round(image_size * 96 / 224))
 
+    @classmethod
+    def multi_crop(cls, n_local: int, local_size: int | None = None) -> "ViewSpec":
+        """2 global views plus `n_local` local ones of `local_size` px (None: `local_px`'s default)."""
+        return cls(n_global=2, n_local=n_local, local_size=(local_size or 0) if n_local else 0)
+
 
 class BatchMultiCrop:
     """uint8 (N, 3, H, W) -> [n_global float (N, 3, S, S) views, then n_local (N, 3, s, s)].

@@ -1,44 +1,102 @@
-"""Frozen backbone -> L2-normalised float32 representations h (not projections z)."""
+"""The encoder a user loads, one `nn.Module`: preprocessing + backbone + whitening (identity
+when off), uint8 images -> L2-normalised float32 representations h (not projections z).
+
+    encoder = Encoder(backbone, cfg)                  # cfg: EncoderConfig (preprocessing, sizes)
+    encoder = encoder.with_whitening(images)          # a copy, PCA-whitening fitted on its embeddings
+    h = encoder(uint8 (N, 3, S, S))                   # (N, D)
+    embed_tensor(encoder, images) / embed_images(encoder, paths_or_files)   # in batches, numpy
+
+Saved and loaded in one place, `encoders.store` (save_encoder / load_encoder).
+"""
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoders.augment import normalize_batch
+from encoders.augment import IMAGENET_MEAN, IMAGENET_STD, normalize_batch
 from encoders.runtime import autocast
-from encoders.store import EncoderConfig
+from encoders.typed_json import typed_fields
 from encoders.whitening import Whitening, fit_whitening
 
+PREPROCESSING = ("backbone", "small_stem", "feat_dim", "image_size", "mean", "std", "normalize", "flip_average",
+                 "grey_average", "whiten")  # what shapes an embedding
 
-@torch.no_grad()
-def embed_batch(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig,
-                precision: str = "fp32") -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> float32 (N, D), L2-normalised, on the backbone's device.
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How to rebuild a backbone and preprocess an image for it."""
+
+    backbone: str = "resnet18"
+    small_stem: bool = False
+    feat_dim: int = 512
+    image_size: int = 32  # shorter side resized to this, then centre crop (bicubic)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    method: str = ""
+    training: dict = field(default_factory=dict)  # the pretraining config, for the record
+    normalize: str = "dataset"  # input standardisation: "dataset" mean/std, or "luma" (each image's own)
+    flip_average: bool = False  # embedding = mean of the image's and its mirror's (exactly mirror-invariant)
+    grey_average: bool = False  # ... and of their greyscale versions (a grey copy shares half the embedding)
+    whiten: bool = False  # PCA-whitening fitted on the training collection (encoders.whitening), in the weights
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EncoderConfig":
+        """From parsed JSON, every field checked against its annotation; raises ValueError naming the first bad one."""
+        return cls(**typed_fields(cls, d))
+
+
+class Encoder(nn.Module):
+    """forward(uint8 (N, 3, S, S)) -> float32 (N, D), L2-normalised, on the encoder's device.
 
     Test-time averaging, each one batched pass: with `cfg.flip_average` the representation
     is the mean over the image and its mirror image, so a mirrored copy embeds identically;
     with `cfg.grey_average` also over their greyscale versions, so a greyscale copy shares
-    half of the original's representation exactly. With `cfg.whiten` the L2-normalised
-    average is whitened by the encoder's `whiten` module (fitted on its training
-    collection) and normalised again."""
-    device = next(backbone.parameters()).device
-    x = images.to(device, non_blocking=True)
-    n = x.shape[0]
-    if cfg.flip_average:
-        x = torch.cat([x, x.flip(3)])  # (2N, 3, S, S)
-    if cfg.grey_average:
-        x = torch.cat([x, rgb_to_grey_uint8(x)])  # (2V N, 3, S, S)
-    x = normalize_batch(x, cfg.mean, cfg.std, cfg.normalize).contiguous(memory_format=torch.channels_last)
-    with autocast(device, precision):
-        h = backbone(x).float()  # (V N, D), V views per image
-    h = F.normalize(h.view(-1, n, h.shape[1]).mean(0), dim=1)  # (N, D)
-    if cfg.whiten:
-        h = F.normalize(backbone.whiten(h), dim=1)  # (N, D)
-    return h
+    half of the original's representation exactly. `whiten` (a `Whitening` fitted on the
+    training collection when `cfg.whiten`, else the identity) maps the L2-normalised average,
+    which is normalised again."""
+
+    def __init__(self, backbone: nn.Module, cfg: EncoderConfig, whitening: Whitening | None = None):
+        super().__init__()
+        if whitening is not None and not cfg.whiten:
+            raise ValueError("a whitening was given for a config with whiten=False")
+        self.backbone, self.cfg = backbone, cfg
+        # with cfg.whiten and none given: an empty whitening, filled by load_state_dict
+        if whitening is None:
+            whitening = Whitening(cfg.feat_dim) if cfg.whiten else nn.Identity()
+        self.whiten = whitening
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        cfg, device = self.cfg, self.device
+        x = images.to(device, non_blocking=True)
+        n = x.shape[0]
+        if cfg.flip_average:
+            x = torch.cat([x, x.flip(3)])  # (2N, 3, S, S)
+        if cfg.grey_average:
+            x = torch.cat([x, rgb_to_grey_uint8(x)])  # (2V N, 3, S, S)
+        x = normalize_batch(x, cfg.mean, cfg.std, cfg.normalize).contiguous(memory_format=torch.channels_last)
+        with autocast(device, precision):
+            h = self.backbone(x).float()  # (V N, D), V views per image
+        h = F.normalize(h.view(-1, n, h.shape[1]).mean(0), dim=1)  # (N, D)
+        if isinstance(self.whiten, nn.Identity):
+            return h
+        return F.normalize(self.whiten(h), dim=1)  # (N, D)
+
+    def with_whitening(self, images: torch.Tensor) -> "Encoder":
+        """A new encoder on a frozen copy of this backbone, with PCA-whitening fitted on its
+        (unwhitened) embeddings of uint8 (M, 3, S, S) `images`; this one is left as it is."""
+        plain = Encoder(copy.deepcopy(self.backbone).eval(), replace(self.cfg, whiten=False))
+        whitening = fit_whitening(torch.from_numpy(embed_tensor(plain, images)))
+        return Encoder(plain.backbone, replace(self.cfg, whiten=True), whitening).to(self.device)
 
 
 def rgb_to_grey_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -49,17 +107,15 @@ def rgb_to_grey_uint8(x: torch.Tensor) -> torch.Tensor:
     return luma.expand(-1, 3, -1, -1)
 
 
-def embed_tensor(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig, batch_size: int = 512,
+def embed_tensor(encoder: Encoder, images: torch.Tensor, batch_size: int = 512,
                  precision: str = "fp32") -> np.ndarray:
     """uint8 (M, 3, S, S) already decoded -> float32 (M, D) numpy, L2-normalised."""
-    backbone.eval()
-    out = [embed_batch(backbone, images[i:i + batch_size], cfg, precision).cpu()
-           for i in range(0, len(images), batch_size)]
+    encoder.eval()
+    out = [encoder(images[i:i + batch_size], precision).cpu() for i in range(0, len(images), batch_size)]
     return torch.cat(out).numpy().astype(np.float32, copy=False)
 
 
-def embed_images(backbone: nn.Module, cfg: EncoderConfig, images, batch_size: int = 64,
-                 precision: str = "fp32") -> np.ndarray:
+def embed_images(encoder: Encoder, images, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Query images -> float32 (N, D) numpy, L2-normalised, exactly as indexed images are.
 
     `images`: paths, binary file objects (e.g. an upload) or PIL images. Paths and files go
@@ -68,13 +124,7 @@ def embed_images(backbone: nn.Module, cfg: EncoderConfig, images, batch_size: in
     """
     from encoders.imagefolder import decode_images
 
-    batch = decode_images(images, cfg.image_size)
+    batch = decode_images(images, encoder.cfg.image_size)
     if not len(batch):
-        return np.empty((0, cfg.feat_dim), np.float32)
-    return embed_tensor(backbone, batch, cfg, batch_size, precision)
-
-
-def fit_whitening_on(backbone: nn.Module, images: torch.Tensor, cfg: EncoderConfig) -> Whitening:
-    """The whitening of `backbone`'s embeddings of uint8 (M, 3, S, S) `images` (embedded as `cfg`
-    says, without whitening); assign it to `backbone.whiten` for an encoder with `cfg.whiten`."""
-    return fit_whitening(torch.from_numpy(embed_tensor(backbone, images, replace(cfg, whiten=False))))
+        return np.empty((0, encoder.cfg.feat_dim), np.float32)
+    return embed_tensor(encoder, batch, batch_size, precision)

@@ -176,20 +176,6 @@ def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None
         raise UnreadableImage("corrupt image", f"{type(e).__name__}: {e}") from None
 
 
-def open_upload(data: bytes, max_bytes: int) -> Image.Image:
-    """Bytes from an upload -> RGB image, or UnreadableImage (too large, not an image, corrupt, bomb).
-
-    The bytes are decoded in memory; nothing (not even the uploaded name) touches the disk,
-    and only the decoded RGB pixels are returned (no file handle, no metadata beyond `info`).
-    """
-    if len(data) > max_bytes:
-        mb = 1024 * 1024  # the unit of streamlit's server.maxUploadSize
-        raise UnreadableImage("file too large", f"{len(data) / mb:.1f} MB, over the {max_bytes / mb:g} MB limit")
-    if not data:
-        raise UnreadableImage("empty file")
-    return open_rgb(io.BytesIO(data))
-
-
 def thumbnail(img: Image.Image, size: int) -> Image.Image:
     """Fit inside size x size, keeping aspect; tiny images (28 px) are enlarged without blur."""
     scale = size / max(img.size)

@@ -75,3 +75,22 @@ def warmup_cosine(base_lr: float, total_steps: int, warmup_steps: int, final_lr:
     t = np.arange(rest) / max(rest, 1)
     cos = final_lr + 0.5 * (base_lr - final_lr) * (1 + np.cos(math.pi * t))
     return np.concatenate([warm[:warmup_steps], cos])
+
+
+class Schedule:
+    """The run's length and its learning rate per step, the one owner of `total_steps`:
+    linear warm-up (`warmup_epochs`, at most a tenth of the run), then cosine to 0 at
+    `total_steps`. A function of the total alone, so a resumed run rebuilds the same one;
+    `refit(total)` moves the end (a `--minutes` run that falls behind its budget)."""
+
+    def __init__(self, base_lr: float, total_steps: int, warmup_epochs: float, steps_per_epoch: int):
+        self.base_lr, self.warmup_epochs, self.steps_per_epoch = base_lr, warmup_epochs, steps_per_epoch
+        self.refit(total_steps)
+
+    def refit(self, total_steps: int) -> None:
+        warmup_steps = min(int(round(self.warmup_epochs * self.steps_per_epoch)), max(total_steps // 10, 1))
+        self.total_steps = total_steps
+        self.lrs = warmup_cosine(self.base_lr, total_steps, warmup_steps)
+
+    def lr(self, step: int) -> float:
+        return float(self.lrs[min(step, len(self.lrs) - 1)])

@@ -14,6 +14,7 @@ all but M-1 of them for M < D images, are not blown up. Legend: M images, D feat
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_SHRINKAGE = 0.1
@@ -38,13 +39,29 @@ def fit_whitening(feats: torch.Tensor, shrinkage: float = DEFAULT_SHRINKAGE) -> 
         raise ValueError(f"whitening needs (M, D) features with M >= 2, got {tuple(feats.shape)}")
     if shrinkage < 0:
         raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
-    x = feats.double()
-    mean = x.mean(0)  # (D,)
-    cov = (x - mean).T @ (x - mean) / (x.shape[0] - 1)  # (D, D)
-    var, axes = torch.linalg.eigh(cov)  # (D,), (D, D) columns = axes
-    var = var.clamp_min(0)
+    mean, var, axes = principal_axes(feats.double())
     scale = (var + shrinkage * var.mean()).clamp_min(1e-12).rsqrt()  # (D,)
     w = Whitening(feats.shape[1])
     w.mean.copy_(mean.float())
     w.proj.copy_((axes * scale).float())  # (D, D): project on the axes, then scale each
     return w
+
+
+def principal_axes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean (D,), variances (D,) ascending and >= 0, axes (D, D) as columns) of (M, D) features."""
+    mean = x.mean(0)  # (D,)
+    cov = (x - mean).T @ (x - mean) / max(x.shape[0] - 1, 1)  # (D, D)
+    var, axes = torch.linalg.eigh(cov)  # ascending
+    return mean, var.clamp_min(0), axes
+
+
+@torch.no_grad()
+def pca_whiten(feats: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
+    """(M, D) -> (M, d) float32, d = min(dim, D, M - 1): centred, projected on the top-d
+    principal axes, each divided by its standard deviation, then L2-normalised (DeepCluster's
+    PCA-256 + whitening + L2 before K-means; applied once, nothing kept)."""
+    x = feats.double()
+    mean, var, axes = principal_axes(x)
+    d = max(1, min(dim, x.shape[1], x.shape[0] - 1))
+    y = ((x - mean) @ axes[:, -d:].flip(1)) / (var[-d:].flip(0) + eps).sqrt()  # (M, D) @ (D, d) -> (M, d)
+    return F.normalize(y, dim=1).float()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.store import atomic_write_bytes
+from encoders.files import atomic_write_bytes
 
 CLUSTER_COLUMNS = ("path", "cluster", "score")
 DUPLICATE_COLUMNS = ("group", "kind", "path", "score")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.store import atomic_write_bytes
+from encoders.files import atomic_write_bytes
 from index.faiss_index import as_vectors
 
 METHODS = ("pca", "tsne", "umap")

@@ -1,14 +1,14 @@
 """Query an index with images: the one path shared by the search page and `pipelines.search`.
 
-    backbone, enc = load_query_encoder(loaded.manifest, device="cpu")   # refuses other weights
-    img = decode_query(path_or_file, enc)            # decoded exactly as an indexed file
-    img = decode_upload(data, enc, max_bytes)        # the same, from an upload's bytes (size checked)
-    search_images(loaded, backbone, enc, [img], k)   -> per image list[Hit] (cosine, best first)
+    encoder = load_query_encoder(loaded.manifest, device="cpu")   # refuses other weights
+    img = decode_query(path_or_file, encoder.cfg)    # decoded exactly as an indexed file
+    img = decode_upload(data, encoder.cfg, max_bytes)  # the same, from an upload's bytes (size checked)
+    search_images(loaded, encoder, [img], k)         -> per image list[Hit] (cosine, best first)
     search_indexed(loaded, rel_path, k)              -> list[Hit] (the image itself left out)
 
 A query goes through the same decoding as an indexed file in `build_index` (`open_rgb` with
 JPEG draft decoding at the encoder's image size, EXIF orientation, RGB conversion), then
-the same resize + centre crop and forward pass (`encoders.embed`). So the same bytes give
+the same resize + centre crop and the same `Encoder` (`encoders.embed`). So the same bytes give
 the same vector from the page, the CLI and the index. Nothing here knows Streamlit.
 """
 from __future__ import annotations
@@ -22,12 +22,13 @@ import torch
 from PIL import Image
 
 from encoders import embed
+from encoders.embed import Encoder, EncoderConfig
 from encoders.imagefolder import UnreadableImage, open_rgb
-from encoders.store import EncoderConfig, load_recorded_encoder
+from encoders.store import load_recorded_encoder
 from index.store import Hit, LoadedIndex, Manifest, search_vectors
 
 
-def load_query_encoder(manifest: Manifest, device="cpu", encoder_dir: str | os.PathLike | None = None):
+def load_query_encoder(manifest: Manifest, device="cpu", encoder_dir: str | os.PathLike | None = None) -> Encoder:
     """The encoder the index was built with; refuses another one (by content hash), dim or preprocessing."""
     return load_recorded_encoder(manifest.encoder, manifest.dim, device, encoder_dir)
 
@@ -59,15 +60,15 @@ def decode_upload(data: bytes, enc: EncoderConfig, max_bytes: int) -> Image.Imag
     return decode_query(io.BytesIO(data), enc)
 
 
-def embed_queries(backbone, enc: EncoderConfig, images: list[Image.Image]) -> np.ndarray:
+def embed_queries(encoder: Encoder, images: list[Image.Image]) -> np.ndarray:
     """Decoded query images -> float32 (N, D), L2-normalised, as the index's vectors were made."""
-    return embed.embed_images(backbone, enc, images)  # module attribute: tests spy on what reaches it
+    return embed.embed_images(encoder, images)  # module attribute: tests spy on what reaches it
 
 
-def search_images(loaded: LoadedIndex, backbone, enc: EncoderConfig, images: list, k: int = 10) -> list[list[Hit]]:
+def search_images(loaded: LoadedIndex, encoder: Encoder, images: list, k: int = 10) -> list[list[Hit]]:
     """Query images (paths, binary files, or images from `decode_query`) -> for each, k Hits."""
-    decoded = [im if isinstance(im, Image.Image) else decode_query(im, enc) for im in images]
-    return search_vectors(loaded, embed_queries(backbone, enc, decoded), k)
+    decoded = [im if isinstance(im, Image.Image) else decode_query(im, encoder.cfg) for im in images]
+    return search_vectors(loaded, embed_queries(encoder, decoded), k)
 
 
 def search_indexed(loaded: LoadedIndex, rel_path: str, k: int = 10) -> list[Hit]:

@@ -28,7 +28,7 @@ import faiss
 import numpy as np
 from faiss.contrib.ondisk import merge_ondisk
 
-from encoders.store import atomic_write_with
+from encoders.files import atomic_write_with
 from index.factory import IndexKeyError, apply_search_params, default_search_params, nlist_of, trained_index
 from index.faiss_index import as_vectors
 

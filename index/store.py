@@ -36,7 +36,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from encoders.store import crash_point
+from encoders.files import crash_point
 from index.factory import on_gpu
 from index.faiss_index import neighbours, search
 from index.manifest import MANIFEST, IndexLoadError, Item, Manifest, read_manifest  # noqa: F401 (re-exported)

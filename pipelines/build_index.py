@@ -32,18 +32,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from encoders.embed import embed_batch
+from encoders.embed import Encoder, EncoderConfig
+from encoders.files import crash_point, file_sha256
 from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, default_workers, file_error, scan_images
 from encoders.runtime import pick_device, pick_precision
-from encoders.store import (
-    EncoderConfig,
-    EncoderMismatch,
-    check_same_encoder,
-    crash_point,
-    encoder_record,
-    file_sha256,
-    load_encoder,
-)
+from encoders.store import EncoderMismatch, check_same_encoder, encoder_record, load_encoder
 from index.factory import IndexKeyError, default_search_params
 from index.faiss_index import BudgetTooSmall, ReadOnlyIndex, build_index, choose_index_key, update_index
 from index.store import MANIFEST, IndexLoadError, Item, LoadedIndex, Manifest, load_index, write_index_dir
@@ -101,10 +94,10 @@ def split_cpu(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) - workers)
 
 
-def embed_files(files: list[Path], backbone, enc: EncoderConfig, cfg: BuildConfig, skips: SkipReport
+def embed_files(files: list[Path], encoder: Encoder, cfg: BuildConfig, skips: SkipReport
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Files -> (ok mask (F,), float32 (F, D) embeddings, sha256 per file); failures go to `skips`."""
-    workers = default_workers(beside_compute=True) if cfg.workers is None else cfg.workers
+    enc, workers = encoder.cfg, default_workers(beside_compute=True) if cfg.workers is None else cfg.workers
     loader = DataLoader(HashingImageFiles(files, enc.image_size), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=collate_hashed, prefetch_factor=4 if workers else None)
     ok = np.zeros(len(files), bool)
@@ -113,7 +106,7 @@ def embed_files(files: list[Path], backbone, enc: EncoderConfig, cfg: BuildConfi
     with tqdm(total=len(files), desc="embed", unit="img", disable=not cfg.progress) as bar:
         for idx, images, bad, shas in loader:
             if len(idx):
-                emb[idx.numpy()] = embed_batch(backbone, images, enc, cfg.precision).cpu().numpy()
+                emb[idx.numpy()] = encoder(images, cfg.precision).cpu().numpy()
                 ok[idx.numpy()] = True
             for i, sha in shas.items():
                 hashes[i] = sha
@@ -165,7 +158,7 @@ def shard_dir(shards: str | os.PathLike, i: int, n: int) -> Path:
     return Path(shards) / f"shard-{i:05d}-of-{n:05d}"
 
 
-def run_shard(cfg: BuildConfig, backbone, enc: EncoderConfig, record: dict, root: Path,
+def run_shard(cfg: BuildConfig, encoder: Encoder, record: dict, root: Path,
               stats: dict[str, tuple[int, int]], skips: SkipReport) -> dict:
     """Embed shard i of N of the sorted files into OUT/shard-i-of-N (no index: merge_shards builds it)."""
     i, n = parse_shard(cfg.shard)
@@ -173,10 +166,10 @@ def run_shard(cfg: BuildConfig, backbone, enc: EncoderConfig, record: dict, root
     a, b = i * len(rel_paths) // n, (i + 1) * len(rel_paths) // n
     if i > 0:  # files skipped while scanning are counted once, in shard 0
         skips = SkipReport()
-    ok, emb, hashes = embed_files([root / r for r in rel_paths[a:b]], backbone, enc, cfg, skips)
+    ok, emb, hashes = embed_files([root / r for r in rel_paths[a:b]], encoder, cfg, skips)
     items = [Item(rel, *stats[rel], hashes[j], a + j) for j, rel in enumerate(rel_paths[a:b]) if ok[j]]
     ids = np.array([it.id for it in items], np.int64)  # (S,)
-    manifest = Manifest(index_key="", dim=enc.feat_dim, count=len(items), data_root=str(root.resolve()),
+    manifest = Manifest(index_key="", dim=encoder.cfg.feat_dim, count=len(items), data_root=str(root.resolve()),
                         encoder=record, items=items, next_id=len(rel_paths), skipped=skips.as_dict(),
                         build=asdict(cfg), layout={"shard": i, "shards": n})
     out = shard_dir(cfg.out, i, n)
@@ -217,15 +210,15 @@ def index_for(outcome: Outcome, embeddings: np.ndarray, old: LoadedIndex | None,
 
 
 def start(cfg: BuildConfig) -> tuple:
-    """Device, precision, CPU split and the encoder, once: (backbone, EncoderConfig, its record)."""
+    """Device, precision, CPU split and the encoder, once: (Encoder, its record)."""
     device = pick_device(cfg.device)
     cfg.precision = pick_precision(cfg.precision, device)
     if cfg.workers is None:
         cfg.workers = default_workers(beside_compute=True)
     if device.type == "cpu":
         torch.set_num_threads(split_cpu(cfg.workers))
-    backbone, enc = load_encoder(cfg.encoder, device)
-    return backbone, enc, encoder_record(cfg.encoder, enc)
+    encoder = load_encoder(cfg.encoder, device)
+    return encoder, encoder_record(cfg.encoder, encoder.cfg)
 
 
 def run(cfg: BuildConfig) -> dict:
@@ -233,17 +226,18 @@ def run(cfg: BuildConfig) -> dict:
     t0 = time.perf_counter()
     if cfg.shard:
         parse_shard(cfg.shard)  # fail before loading anything
-    backbone, enc, record = start(cfg)
+    encoder, record = start(cfg)
+    enc = encoder.cfg
     root, skips = Path(cfg.data), SkipReport()
     stats = scan_stats(root, skips)
     if cfg.shard:
-        return run_shard(cfg, backbone, enc, record, root, stats, skips)
+        return run_shard(cfg, encoder, record, root, stats, skips)
     old = load_old_index(cfg, record, enc)
     plan = plan_update(old.manifest.items if old else None, old.manifest.next_id if old else 0, stats,
                        lambda rel, sha: same_content(root / rel, sha))
     log.info("%d images: %d to embed, %d unchanged, %d removed", len(stats), len(plan.embed),
              len(plan.reuse), len(plan.removed))
-    ok, new_emb, hashes = embed_files([root / r for r in plan.embed], backbone, enc, cfg, skips)
+    ok, new_emb, hashes = embed_files([root / r for r in plan.embed], encoder, cfg, skips)
     outcome = apply_plan(plan, stats, {rel: hashes[j] for j, rel in enumerate(plan.embed) if ok[j]})
     if not outcome.items:
         raise NoReadableImage(f"{root}: no readable image ({skips.summary()})")

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from encoders.copies import read_report, report_rows
-from encoders.store import ENCODER_FILE, file_sha256
+from encoders.files import file_sha256
+from encoders.store import ENCODER_FILE
 from index.store import MANIFEST
 from pipelines import build_index, cluster, evaluate, export_fashion_mnist, pretrain
 from pipelines.cli import run_cli, setup_logging

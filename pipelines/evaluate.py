@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +29,13 @@ from PIL import Image
 
 from encoders.backbones import build_backbone
 from encoders.copies import EDITS, REPORT_FILE, copy_recall, make_copies, pick_sample, prepare_original
-from encoders.embed import embed_images, embed_tensor, fit_whitening_on
+from encoders.embed import Encoder, EncoderConfig, embed_images, embed_tensor
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy, raw_pixel_features
 from encoders.fashion_mnist import load_fashion_mnist
+from encoders.files import atomic_write_json
 from encoders.imagefolder import decode_folder, decode_images, downsample, open_rgb, resize_center_crop
 from encoders.runtime import pick_device
-from encoders.store import EncoderConfig, atomic_write_json, load_encoder
+from encoders.store import load_encoder
 from pipelines.cli import run_cli
 
 log = logging.getLogger("pipelines.evaluate")
@@ -111,7 +112,8 @@ RAW_SIZES = (16, 32)  # raw-pixel baselines for copies; the best one is reported
 def run_copies(cfg: EvalConfig) -> dict:
     """Copy detection on an unlabeled folder (see the module docstring)."""
     device = pick_device(cfg.device)
-    backbone, enc = load_encoder(cfg.encoder, device)
+    encoder = load_encoder(cfg.encoder, device)
+    enc = encoder.cfg
     paths, images, skips = decode_folder(cfg.copies, enc.image_size, progress=False)
     rows = pick_sample(len(paths), cfg.copies_sample, cfg.seed)
     originals = [prepare_original(open_rgb(paths[i])) for i in rows]
@@ -121,8 +123,7 @@ def run_copies(cfg: EvalConfig) -> dict:
              len(EDITS))
     results = {"encoder_path": str(cfg.encoder), "folder": str(cfg.copies), "images": len(paths),
                "edited": len(rows), "edits": list(EDITS), "skipped": skips.as_dict(),
-               "encoder": copy_recall(embed_tensor(backbone, images, enc), embed_images(backbone, enc, copies), src,
-                                      names)}
+               "encoder": copy_recall(embed_tensor(encoder, images), embed_images(encoder, copies), src, names)}
     copy_px = decode_images(copies, enc.image_size)
     sizes = sorted({min(s, enc.image_size) for s in RAW_SIZES})
     raw = {size: copy_recall(raw_pixel_features(downsample(images, size)),
@@ -149,7 +150,8 @@ def print_copies(results: dict) -> None:
 
 def run(cfg: EvalConfig) -> dict:
     device = pick_device(cfg.device)
-    backbone, enc = load_encoder(cfg.encoder, device)
+    encoder = load_encoder(cfg.encoder, device)
+    enc = encoder.cfg
     xtr, ytr, xte, yte, name = load_split(cfg, enc.image_size)
     log.info("%s: %d train / %d test images at %d px", name, len(xtr), len(xte), enc.image_size)
     results = {"encoder": str(cfg.encoder), "method": enc.method, "backbone": enc.backbone,
@@ -159,13 +161,13 @@ def run(cfg: EvalConfig) -> dict:
     if summary.is_file():
         s = json.loads(summary.read_text())
         results.update(trained_steps=s.get("step"), trained_epochs=s.get("epoch"))
-    results["pretrained"] = evaluate_features("pretrained", embed_tensor(backbone, xtr, enc), ytr,
-                                              embed_tensor(backbone, xte, enc), yte, cfg)
+    results["pretrained"] = evaluate_features("pretrained", embed_tensor(encoder, xtr), ytr,
+                                              embed_tensor(encoder, xte), yte, cfg)
     if cfg.baselines:
         torch.manual_seed(cfg.seed)
         rand = random_init_like(enc, xtr, device)
-        results["random_init"] = evaluate_features("random_init", embed_tensor(rand, xtr, enc), ytr,
-                                                   embed_tensor(rand, xte, enc), yte, cfg)
+        results["random_init"] = evaluate_features("random_init", embed_tensor(rand, xtr), ytr,
+                                                   embed_tensor(rand, xte), yte, cfg)
         results["raw_pixels"] = evaluate_features("raw_pixels", raw_pixel_features(xtr), ytr,
                                                   raw_pixel_features(xte), yte, cfg)
     out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / f"eval_{name}.json"
@@ -174,14 +176,12 @@ def run(cfg: EvalConfig) -> dict:
     return results
 
 
-def random_init_like(enc: EncoderConfig, unlabeled: torch.Tensor, device) -> torch.nn.Module:
-    """The encoder's backbone at random initialisation, preprocessed the same way: with
-    `enc.whiten`, whitening fitted on the embeddings of `unlabeled` images (no labels used),
-    as pretraining fits it on its collection."""
-    rand = build_backbone(enc.backbone, enc.small_stem).to(device).eval()
-    if enc.whiten:
-        rand.whiten = fit_whitening_on(rand, unlabeled, enc)
-    return rand.to(device)
+def random_init_like(enc: EncoderConfig, unlabeled: torch.Tensor, device) -> Encoder:
+    """The encoder at random initialisation, preprocessed the same way: with `enc.whiten`,
+    whitening fitted on the embeddings of `unlabeled` images (no labels used), as
+    pretraining fits it on its collection."""
+    rand = Encoder(build_backbone(enc.backbone, enc.small_stem).to(device).eval(), replace(enc, whiten=False))
+    return rand.with_whitening(unlabeled) if enc.whiten else rand
 
 
 def print_table(results: dict) -> None:

@@ -1,13 +1,12 @@
-"""Pretrain an image encoder on an unlabeled folder with one of the self-supervised methods
-of `encoders.methods.METHODS` (SimCLR, MoCo v2, BYOL, DINO, SwAV, NPID, DeepCluster).
+"""Pretrain an image encoder on an unlabeled folder with any method of `encoders.methods`.
 
-    python -m pipelines.pretrain --data DIR --out RUN_DIR [--method simclr] [--minutes M]
+    python -m pipelines.pretrain --data DIR --method {simclr,moco,byol,dino,swav,npid,deepcluster} --out RUN_DIR
 
 The folder is decoded once (in parallel) into a uint8 cache at training resolution;
-each step draws the method's views of the batch (two or more, per-sample random
-parameters) on the model's device. Data order and augmentations come from (seed, step), so `--resume` continues
+each step augments the batch with per-sample random parameters on the model's device.
+Data order and augmentations come from (seed, step), so `--resume` continues
 with exactly the losses an uninterrupted run would have had.
-RUN_DIR ends with encoder.safetensors (backbone only), config.json, metrics.jsonl,
+RUN_DIR ends with encoder.safetensors + config.json (the `Encoder`), metrics.jsonl,
 loss.png, and checkpoint.pt (for --resume).
 
 Data parallel: `torchrun --nproc-per-node W -m pipelines.pretrain ...`. --batch-size is
@@ -16,13 +15,12 @@ losses gather across ranks, and only rank 0 writes RUN_DIR.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,14 +28,25 @@ import torch
 from encoders import distributed
 from encoders.augment import AugmentConfig
 from encoders.backbones import build_backbone
-from encoders.embed import fit_whitening_on
-from encoders.imagefolder import decode_folder, downsample
-from encoders.methods import METHODS, Method
-from encoders.optim import build_optimizer
+from encoders.embed import Encoder, EncoderConfig
+from encoders.files import atomic_write_json
+from encoders.imagefolder import decode_folder, downsample, scan_images
+from encoders.methods import METHODS, Method, RunFacts
+from encoders.optim import Schedule, build_optimizer
+from encoders.recipe import Hardware, describe_collection
 from encoders.runtime import pick_device, pick_precision
-from encoders.store import ENCODER_FILE, EncoderConfig, atomic_write_json, save_encoder
+from encoders.store import ENCODER_FILE, save_encoder
 from pipelines.cli import run_cli
-from pipelines.pretrain_config import AUTO_FIELDS, LR_DEFAULTS, PretrainConfig, auto_or, parse_args, resolve_auto  # noqa: F401 (re-exported)
+from pipelines.pretrain_config import (  # noqa: F401 (re-exported)
+    AUTO_FIELDS,
+    LR_DEFAULTS,
+    PretrainConfig,
+    check,
+    from_saved,
+    parse_args,
+    resolve,
+    with_data,
+)
 from pipelines.run_dir import (
     CHECKPOINT,
     METRICS,
@@ -48,33 +57,14 @@ from pipelines.run_dir import (
     plot_losses,
     trim_metrics,
 )
-from pipelines.train_loop import (
-    MetricsLog,
-    Pacer,
-    StepSettings,
-    Trainer,
-    TrainingDiverged,
-    fit_schedule,
-    set_schedule,
-    train,
-)
+from pipelines.train_loop import MetricsLog, Pacer, StepSettings, Trainer, TrainingDiverged, fit_to_budget, train
 
 log = logging.getLogger("pipelines.pretrain")
 
 WHITEN_SAMPLE = 16384  # images whose embeddings fit the whitening
 
 
-def build_method(cfg: PretrainConfig, n_images: int) -> Method:
-    """The method `cfg.method` names, from the registry, on a fresh backbone."""
-    backbone = build_backbone(cfg.backbone, cfg.small_stem)
-    gather = distributed.is_dist()  # negatives, queues, statistics from all ranks under torchrun
-    model = METHODS[cfg.method].from_config(backbone, cfg, gather_distributed=gather, n_images=n_images)
-    if cfg.sync_bn and gather:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SimCLR's "global BN"
-    return model
-
-
-@dataclass
+@dataclass(frozen=True)
 class Process:
     """This process's place in the run: device, precision and rank."""
     device: torch.device
@@ -86,61 +76,45 @@ class Process:
 def join_process(cfg: PretrainConfig) -> Process:
     """Join torchrun's process group if there is one; check what depends on the world size."""
     device = distributed.init_from_env(pick_device(cfg.device))
-    cfg.device = str(device)
     proc = Process(device, pick_precision(cfg.precision, device), distributed.rank() == 0, distributed.world_size())
     if not proc.is_main:  # rank 0 logs and writes RUN_DIR; the others only train
         logging.getLogger().setLevel(logging.WARNING)
-        cfg.progress = False
     if cfg.sync_bn and proc.world > 1 and device.type != "cuda":
         raise ValueError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU (gloo)")
     return proc
 
 
-@torch.no_grad()
-def encoder_to_save(backbone, enc_cfg: EncoderConfig, images: torch.Tensor, seed: int):
-    """(backbone, config) as saved: with `enc_cfg.whiten`, a copy of the backbone carrying the
-    whitening fitted on the embeddings of (a seeded sample of) the training images; the
-    training model itself is left as it is."""
-    if not enc_cfg.whiten:
-        return backbone, enc_cfg
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(images), generator=g)[:WHITEN_SAMPLE].sort().values
-    sample = images[idx.to(images.device)]
-    sample = downsample(sample, enc_cfg.image_size)  # decoded larger (cache_size): the embedding's size
-    frozen = copy.deepcopy(backbone).eval()
-    frozen.whiten = fit_whitening_on(frozen, sample, enc_cfg)
-    return frozen.to(next(backbone.parameters()).device), enc_cfg
+def start_or_resume(cfg: PretrainConfig, run_dir: Path, proc: Process) -> tuple[PretrainConfig, dict | None]:
+    """(the run's config with every `auto` resolved and this process's device, its checkpoint
+    or None for a new run)."""
+    ckpt = load_checkpoint(run_dir, proc.device) if cfg.resume else None
+    here = {"device": str(proc.device), "precision": proc.precision, "progress": cfg.progress and proc.is_main}
+    if ckpt is None:
+        if cfg.resume:
+            log.info("no checkpoint in %s; starting a new run", run_dir)
+        files = scan_images(cfg.data)
+        if not files:
+            raise ValueError(f"--data {cfg.data}: no image files found")
+        return replace(resolve(cfg, describe_collection(files), Hardware.detect(proc.device)), **here), None
+    saved = from_saved(ckpt["config"], cfg)
+    problem = METHODS[saved.method].checkpoint_problem(ckpt["model"])
+    if problem:
+        raise CheckpointLoadError(f"{run_dir / CHECKPOINT}: {problem}; delete it to start over")
+    log.info("resuming %s from step %d of %d", run_dir, ckpt["step"], ckpt["total_steps"])
+    return replace(saved, **here), ckpt
+
+
+def log_config(cfg: PretrainConfig) -> None:
+    """Every automatic choice with its reason, and the method's settings."""
+    for name, why in cfg.auto_reasons.items():
+        log.info("auto %s = %s", name, why)
+    log.info("%s settings: %s", cfg.method, cfg.settings)
 
 
 def check_world(cfg: PretrainConfig, proc: Process) -> None:
     if cfg.batch_size % proc.world or cfg.batch_size // proc.world < 2:
         raise ValueError(f"--batch-size {cfg.batch_size} is the global batch: make it a multiple of the "
                          f"{proc.world} processes, at least 2 images each")
-
-
-# What a resumed run takes from this invocation rather than from its checkpoint: budget,
-# device, logging and stop point. Everything else (the run's identity) comes from the checkpoint.
-PER_INVOCATION = ("minutes", "max_steps", "device", "precision", "progress", "workers", "checkpoint_minutes",
-                  "sync_bn", "resume")
-
-
-def start_or_resume(cfg: PretrainConfig, run_dir: Path, device: torch.device) -> tuple[PretrainConfig, dict | None]:
-    """(the run's config, its checkpoint or None for a new run)."""
-    ckpt = load_checkpoint(run_dir, device) if cfg.resume else None
-    if ckpt is None:
-        if cfg.resume:
-            log.info("no checkpoint in %s; starting a new run", run_dir)
-        resolve_auto(cfg, device)
-        return cfg, None
-    saved = ckpt["config"]
-    for k in PER_INVOCATION:
-        saved[k] = getattr(cfg, k)
-    cfg = PretrainConfig(**{f.name: saved[f.name] for f in fields(PretrainConfig) if f.name in saved})
-    problem = METHODS[cfg.method].checkpoint_problem(ckpt["model"])
-    if problem:
-        raise CheckpointLoadError(f"{run_dir / CHECKPOINT}: {problem}; delete it to start over")
-    log.info("resuming %s from step %d of %d", run_dir, ckpt["step"], ckpt["total_steps"])
-    return cfg, ckpt
 
 
 def load_images(cfg: PretrainConfig, proc: Process):
@@ -151,26 +125,47 @@ def load_images(cfg: PretrainConfig, proc: Process):
     paths, images, skips = decode_folder(cfg.data, max(cfg.cache_size or 0, cfg.image_size), workers=workers,
                                          progress=cfg.progress)
     log.info("%d images decoded at %d px from %s; %s", len(paths), cfg.image_size, cfg.data, skips.summary())
-    if len(images) < cfg.batch_size and "batch_size" in cfg.auto_reasons:  # unreadable files left fewer
-        cfg.batch_size = max(2, min(cfg.batch_size, len(images) // 2 * 2))
-        cfg.auto_reasons["batch_size"] += f"; lowered to {cfg.batch_size}: only {len(images)} images are readable"
-    if len(images) < cfg.batch_size:
-        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {len(images)} readable images; "
-                         f"lower it (at most {len(images)})")
     if proc.device.type == "cuda":
         images = images.to(proc.device) if images.numel() < 4 << 30 else images.pin_memory()
     return paths, images, skips
 
 
-def restore(run_dir: Path, ckpt: dict, model, optimizer) -> tuple[int, int]:
-    """Load the checkpoint into the model and optimizer; (start step, total steps)."""
+def build_method(cfg: PretrainConfig) -> Method:
+    """The method `cfg.method` names, from the registry, on a fresh backbone, built from its own settings."""
+    backbone = build_backbone(cfg.backbone, cfg.small_stem)
+    gather = distributed.is_dist()  # negatives, queues, statistics from all ranks under torchrun
+    model = METHODS[cfg.method].build(backbone, cfg.settings, RunFacts(cfg.images, cfg.seed, gather))
+    if cfg.sync_bn and gather:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # SimCLR's "global BN"
+    return model
+
+
+def build_training(cfg: PretrainConfig, device: torch.device):
+    """(the method on `device`, its optimizer, the learning rate for this batch size)."""
+    model = build_method(cfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    base_lr = cfg.lr * cfg.batch_size / 256
+    return model, build_optimizer(cfg.optimizer, model, base_lr, cfg.weight_decay), base_lr
+
+
+def budget_deadline(cfg: PretrainConfig, t_start: float) -> float | None:
+    """When a `--minutes` run stops training: the whitening fit at the end (embedding a sample
+    of the images) is part of the budget."""
+    if not cfg.minutes:
+        return None
+    reserve = min(20.0, 0.05 * cfg.minutes * 60) if cfg.whiten else 0.0
+    return t_start + cfg.minutes * 60 - reserve
+
+
+def restore(run_dir: Path, ckpt: dict, model, optimizer) -> None:
+    """Load the checkpoint into the model and optimizer."""
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise CheckpointLoadError(f"{run_dir / CHECKPOINT} does not fit the model its config describes "
                                   f"({' '.join(str(e).split())[:150]}); delete it to start over") from None
-    return ckpt["step"], ckpt["total_steps"]
 
 
 def clear_old_run(run_dir: Path) -> None:
@@ -188,79 +183,72 @@ def run(cfg: PretrainConfig) -> dict:
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     proc = join_process(cfg)
-    cfg, ckpt = start_or_resume(cfg, run_dir, proc.device)  # a new run resolves its `auto` settings here
-    # with a budget, the whitening fit at the end (embedding a sample of the images) is part of it
-    reserve = min(20.0, 0.05 * cfg.minutes * 60) if cfg.minutes and cfg.whiten else 0.0
-    deadline = t_start + cfg.minutes * 60 - reserve if cfg.minutes else None
+    cfg, ckpt = start_or_resume(cfg, run_dir, proc)  # a new run resolves its `auto` settings here
     check_world(cfg, proc)
     torch.manual_seed(cfg.seed)
     paths, images, skips = load_images(cfg, proc)
-    model = build_method(cfg, len(images)).to(proc.device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    base_lr = cfg.lr * cfg.batch_size / 256
-    optimizer = build_optimizer(cfg.optimizer, model, base_lr, cfg.weight_decay)
+    cfg = with_data(cfg, len(images))  # final: logged and saved, never changed
+    log_config(cfg)
+
+    model, optimizer, base_lr = build_training(cfg, proc.device)
     spe = len(images) // cfg.batch_size
+    start_step = ckpt["step"] if ckpt else 0
+    planned = ckpt["total_steps"] if ckpt else int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
+    schedule = Schedule(base_lr, max(planned or 0, 10), cfg.warmup_epochs, spe)  # refitted below
     if ckpt is not None:
-        start_step, total_steps = restore(run_dir, ckpt, model, optimizer)
-        if proc.is_main:
-            trim_metrics(run_dir, start_step)
-    else:
-        start_step = 0
-        total_steps = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
-        if proc.is_main:
-            clear_old_run(run_dir)
+        restore(run_dir, ckpt, model, optimizer)
+    if proc.is_main and ckpt is not None:
+        trim_metrics(run_dir, start_step)
+    elif proc.is_main:
+        clear_old_run(run_dir)
     enc_cfg = encoder_config(cfg, model.backbone.feat_dim)
-    trainer = make_trainer(cfg, model, optimizer, images, proc, enc_cfg)
+    trainer = Trainer(model, optimizer, images, proc.device,
+                      StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, cfg.precision),
+                      augment_config(cfg), schedule, Encoder(model.backbone, replace(enc_cfg, whiten=False)))
+    deadline = budget_deadline(cfg, t_start)
     metrics = MetricsLog(run_dir / METRICS, proc.is_main)
     try:
         first_hook = trainer.begin_epoch(start_step // spe, start_step)  # DeepCluster needs labels to time a step
         if first_hook:
             metrics.write({"epoch_start": start_step // spe, "step": start_step, **first_hook})
-        total_steps = fit_schedule(cfg, trainer, total_steps, ckpt is None, deadline, base_lr)
-        stop_step = min(total_steps, cfg.max_steps) if cfg.max_steps is not None else total_steps
+        if planned is None or (cfg.minutes and ckpt is None):  # the steps that fit the budget
+            fit = fit_to_budget(trainer, deadline, cfg.batch_size)
+            planned = fit if planned is None else min(planned, fit)
+        schedule.refit(planned)
+        stop_step = min(planned, cfg.max_steps) if cfg.max_steps is not None else planned
         if proc.is_main:
             atomic_write_json(run_dir / "config.json", asdict(enc_cfg))
-        checkpointer = Checkpointer(run_dir, model, optimizer, cfg, enc_cfg, total_steps, proc.is_main, t_start,
+        checkpointer = Checkpointer(run_dir, model, optimizer, cfg, schedule, proc.is_main, t_start,
                                     cfg.checkpoint_minutes * 60,
                                     cfg.snapshot_minutes * 60 if cfg.snapshot_minutes else None,
                                     export=lambda: encoder_to_save(model.backbone, enc_cfg, images, cfg.seed))
-        metrics.write({"step": start_step, "total_steps": total_steps})  # the schedule's end, as fitted
-        pacer = make_pacer(cfg, deadline, trainer, checkpointer, metrics, base_lr, proc.device)
+        metrics.write({"step": start_step, "total_steps": schedule.total_steps})  # the schedule's end, as fitted
+        pacer = make_pacer(deadline, schedule, metrics, proc.device)
         step, epochs = train(cfg, trainer, proc, start_step, stop_step, pacer, checkpointer, metrics)
     finally:
         metrics.close()
     checkpointer.maybe_save(step, force=True)
-    total_steps = checkpointer.total_steps  # a --minutes run behind its budget ends its schedule earlier
-    summary = {"run_dir": str(run_dir), "step": step, "total_steps": total_steps, "epoch": step / spe,
-               "finished": step >= total_steps, "images": len(images), "skipped": skips.as_dict(),
+    summary = {"run_dir": str(run_dir), "step": step, "total_steps": schedule.total_steps, "epoch": step / spe,
+               "finished": step >= schedule.total_steps, "images": len(images), "skipped": skips.as_dict(),
                "seconds": time.perf_counter() - t_start,
                "final_loss": epochs[-1]["loss"] if epochs else None, "processes": proc.world}
     if proc.is_main:
-        finish_run_dir(run_dir, model.backbone, enc_cfg, images, cfg.seed, summary, skips)
+        finish_run_dir(run_dir, encoder_to_save(model.backbone, enc_cfg, images, cfg.seed), summary, skips)
     return summary
 
 
-def make_trainer(cfg: PretrainConfig, model, optimizer, images, proc, enc_cfg: EncoderConfig) -> Trainer:
-    return Trainer(model, optimizer, images, proc.device,
-                   StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, proc.precision),
-                   AugmentConfig(image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p,
-                                 grey_p=cfg.grey_p, jitter_strength=cfg.jitter_strength, normalize=cfg.normalize),
-                   replace(enc_cfg, whiten=False))  # per-epoch embeddings (DeepCluster): the backbone as trained
+def augment_config(cfg: PretrainConfig) -> AugmentConfig:
+    return AugmentConfig(image_size=cfg.image_size, min_scale=cfg.min_scale, blur_p=cfg.blur_p, grey_p=cfg.grey_p,
+                         jitter_strength=cfg.jitter_strength, normalize=cfg.normalize)
 
 
-def make_pacer(cfg: PretrainConfig, deadline: float | None, trainer: Trainer, checkpointer: Checkpointer,
-               metrics: MetricsLog, base_lr: float, device) -> Pacer | None:
-    """A `--minutes` run's pacer: if the run falls behind, its schedule ends earlier, and the
-    checkpoint and metrics.jsonl record the new end (so `--resume` rebuilds the same schedule)."""
+def make_pacer(deadline: float | None, schedule: Schedule, metrics: MetricsLog, device) -> Pacer | None:
+    """A `--minutes` run's pacer: if the run falls behind, its schedule ends earlier, and
+    metrics.jsonl records the new end (the checkpoint saves the schedule's, so `--resume`
+    rebuilds the same schedule)."""
     if deadline is None:
         return None
-
-    def refit(step: int, total_steps: int) -> None:
-        set_schedule(cfg, trainer, total_steps, base_lr)
-        checkpointer.total_steps = total_steps
-        metrics.write({"step": step, "total_steps": total_steps})
-    return Pacer(deadline, checkpointer.total_steps, refit, device)
+    return Pacer(deadline, schedule, lambda step, total: metrics.write({"step": step, "total_steps": total}), device)
 
 
 def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:
@@ -271,9 +259,23 @@ def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:
                          whiten=cfg.whiten)
 
 
-def finish_run_dir(run_dir: Path, backbone, enc_cfg: EncoderConfig, images, seed: int, summary: dict, skips) -> None:
+@torch.no_grad()
+def encoder_to_save(backbone, enc_cfg: EncoderConfig, images: torch.Tensor, seed: int) -> Encoder:
+    """The encoder as saved: with `enc_cfg.whiten`, a copy of the backbone with the whitening
+    fitted on the embeddings of (a seeded sample of) the training images; the training model
+    itself is left as it is."""
+    encoder = Encoder(backbone, replace(enc_cfg, whiten=False))
+    if not enc_cfg.whiten:
+        return encoder
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=g)[:WHITEN_SAMPLE].sort().values
+    sample = images[idx.to(images.device)]
+    return encoder.with_whitening(downsample(sample, enc_cfg.image_size))  # decoded larger (cache_size)
+
+
+def finish_run_dir(run_dir: Path, encoder: Encoder, summary: dict, skips) -> None:
     """The encoder (whitening fitted now), the loss plot and summary.json (rank 0)."""
-    save_encoder(run_dir, *encoder_to_save(backbone, enc_cfg, images, seed))
+    save_encoder(run_dir, encoder)
     plot_losses(run_dir)
     atomic_write_json(run_dir / "summary.json", summary)
     log.info("saved %s (step %d/%d, %.2f epochs); %s", run_dir / ENCODER_FILE, summary["step"],
@@ -284,7 +286,7 @@ def main(argv=None) -> int:
     cfg = parse_args(argv)
 
     def work():
-        cfg.validate()
+        check(cfg)
         try:
             run(cfg)
         except TrainingDiverged as e:

@@ -1,7 +1,7 @@
 """What `pipelines.pretrain` keeps in RUN_DIR besides the encoder: the checkpoint
 (`--resume`), metrics.jsonl and its loss plot, and backbone snapshots.
 
-Every file is written atomically (`encoders.store.atomic_write_with`); the checkpoint is
+Every file is written atomically (`encoders.files.atomic_write_with`); the checkpoint is
 read with `torch.load(weights_only=True)`, so a file that would run code is refused.
 """
 from __future__ import annotations
@@ -15,7 +15,10 @@ from pathlib import Path
 
 import torch
 
-from encoders.store import EncoderConfig, atomic_write_bytes, atomic_write_json, atomic_write_with, save_encoder
+from encoders.embed import Encoder
+from encoders.files import atomic_write_bytes, atomic_write_json, atomic_write_with
+from encoders.optim import Schedule
+from encoders.store import save_encoder
 from encoders.typed_json import FieldError, typed_dict
 
 CHECKPOINT = "checkpoint.pt"
@@ -33,16 +36,17 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int
 
 
 class Checkpointer:
-    """When to write: RUN_DIR/checkpoint.pt every `every_s` seconds and when forced, and a
-    backbone snapshot each time the run passes a multiple of `snapshot_s` seconds (None: no
-    snapshots). Rank 0 only (`enabled`); the model is the same on every rank."""
+    """When to write: RUN_DIR/checkpoint.pt every `every_s` seconds and when forced, and an
+    encoder snapshot each time the run passes a multiple of `snapshot_s` seconds (None: no
+    snapshots). Rank 0 only (`enabled`); the model is the same on every rank. The total
+    steps saved are the schedule's."""
 
-    def __init__(self, run_dir: Path, model, optimizer, cfg, enc_cfg: EncoderConfig, total_steps: int,
-                 enabled: bool, t_start: float, every_s: float, snapshot_s: float | None, export=None):
-        self.run_dir, self.model, self.optimizer, self.cfg, self.enc_cfg = run_dir, model, optimizer, cfg, enc_cfg
-        self.total_steps, self.enabled, self.t_start, self.every_s = total_steps, enabled, t_start, every_s
+    def __init__(self, run_dir: Path, model, optimizer, cfg, schedule: Schedule, enabled: bool, t_start: float,
+                 every_s: float, snapshot_s: float | None, export):
+        self.run_dir, self.model, self.optimizer, self.cfg, self.schedule = run_dir, model, optimizer, cfg, schedule
+        self.enabled, self.t_start, self.every_s = enabled, t_start, every_s
         self.snapshot_s = snapshot_s
-        self.export = export  # () -> (backbone, EncoderConfig) as saved (e.g. with whitening); None: as trained
+        self.export = export  # () -> the Encoder as saved (with its whitening fitted now)
         self.last_save = time.perf_counter()
         self.next_snapshot = snapshot_s if snapshot_s else math.inf
 
@@ -50,12 +54,11 @@ class Checkpointer:
         if not self.enabled:
             return
         if force or time.perf_counter() - self.last_save >= self.every_s:
-            save_checkpoint(self.run_dir, self.model, self.optimizer, step, self.total_steps, self.cfg)
+            save_checkpoint(self.run_dir, self.model, self.optimizer, step, self.schedule.total_steps, self.cfg)
             self.last_save = time.perf_counter()
         elapsed = time.perf_counter() - self.t_start
         if elapsed >= self.next_snapshot:
-            backbone, enc_cfg = self.export() if self.export else (self.model.backbone, self.enc_cfg)
-            save_snapshot(self.run_dir, backbone, enc_cfg, step, elapsed)
+            save_snapshot(self.run_dir, self.export(), step, elapsed)
             self.next_snapshot = (elapsed // self.snapshot_s + 1) * self.snapshot_s  # skip intervals spent decoding
 
 
@@ -88,11 +91,11 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
 
 # ---- metrics, loss plot, snapshots ----
 
-def save_snapshot(run_dir: Path, backbone, enc_cfg: EncoderConfig, step: int, elapsed: float) -> Path:
-    """The backbone after `step` steps, as a loadable encoder folder RUN_DIR/snapshots/stepNNNNNNN,
+def save_snapshot(run_dir: Path, encoder: Encoder, step: int, elapsed: float) -> Path:
+    """The encoder after `step` steps, as a loadable encoder folder RUN_DIR/snapshots/stepNNNNNNN,
     with summary.json {step, seconds since the run started (decoding included)}."""
     snap = run_dir / SNAPSHOTS / f"step{step:07d}"
-    save_encoder(snap, backbone, enc_cfg)
+    save_encoder(snap, encoder)
     atomic_write_json(snap / "summary.json", {"step": step, "seconds": elapsed})
     return snap
 

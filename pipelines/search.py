@@ -58,11 +58,11 @@ def run(cfg: SearchConfig) -> list[dict]:
     if cfg.query:
         skips = SkipReport()
         paths = expand_queries(cfg.query, skips)
-        backbone, enc = load_query_encoder(loaded.manifest, pick_device(cfg.device), cfg.encoder)
+        encoder = load_query_encoder(loaded.manifest, pick_device(cfg.device), cfg.encoder)
         readable, decoded, failed = [], [], []
         for p in paths:  # decode each query first, so one bad file does not stop the others
             try:
-                decoded.append(decode_query(p, enc))
+                decoded.append(decode_query(p, encoder.cfg))
                 readable.append(p)
             except UnreadableImage as e:
                 skips.add(p, e.reason, e.detail)
@@ -72,7 +72,7 @@ def run(cfg: SearchConfig) -> list[dict]:
         if not readable:
             why = f"; {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") if failed else ""
             raise ValueError(f"no readable query image ({skips.summary()}){why}")
-        for p, hits in zip(readable, search_images(loaded, backbone, enc, decoded, cfg.k)):
+        for p, hits in zip(readable, search_images(loaded, encoder, decoded, cfg.k)):
             results.append({"query": str(p), "neighbours": [asdict(h) for h in hits]})
     for rel in cfg.indexed:
         results.append({"query": rel, "neighbours": [asdict(h) for h in search_indexed(loaded, rel, cfg.k)]})

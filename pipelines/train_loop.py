@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from encoders import distributed
 from encoders.augment import AugmentConfig, BatchMultiCrop
-from encoders.embed import embed_tensor
+from encoders.embed import Encoder, embed_tensor
+from encoders.files import crash_point
 from encoders.methods import EpochContext, Method
-from encoders.optim import warmup_cosine
+from encoders.optim import Schedule
 from encoders.runtime import autocast
-from encoders.store import EncoderConfig, crash_point
 from pipelines.run_dir import CHECKPOINT
 
 log = logging.getLogger("pipelines.pretrain")
@@ -57,12 +57,12 @@ class Trainer:
     """Holds what one step needs; `step(i)` runs global step i and returns its loss."""
 
     def __init__(self, method: Method, optimizer, images: torch.Tensor, device: torch.device,
-                 settings: StepSettings, aug_cfg: AugmentConfig, enc_cfg: EncoderConfig):
+                 settings: StepSettings, aug_cfg: AugmentConfig, schedule: Schedule, encoder: Encoder):
+        """`encoder`: the method's backbone as trained (no whitening), for the between-epoch embeddings."""
         self.method, self.optimizer, self.images, self.device = method, optimizer, images, device
-        self.s, self.enc_cfg = settings, enc_cfg
+        self.s, self.schedule, self.encoder = settings, schedule, encoder
         self.augment = BatchMultiCrop(aug_cfg, method.views)
         self.steps_per_epoch = len(images) // settings.batch_size
-        self.lrs, self.total_steps = None, None
         self.rank, self.world = distributed.rank(), distributed.world_size()
         self.loss_fn = distributed.data_parallel(method, device)  # DDP under torchrun
         self.forget_order()
@@ -70,9 +70,6 @@ class Trainer:
 
     def forget_order(self) -> None:
         self._order_epoch, self._order = -1, None
-
-    def set_schedule(self, lrs: np.ndarray, total_steps: int) -> None:
-        self.lrs, self.total_steps = lrs, total_steps
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's (images (N, 3, S, S) uint8 on the device, their indices (N,))."""
@@ -97,14 +94,14 @@ class Trainer:
 
     def step(self, step: int) -> torch.Tensor:
         for group in self.optimizer.param_groups:
-            group["lr"] = float(self.lrs[min(step, len(self.lrs) - 1)])
+            group["lr"] = self.schedule.lr(step)
         views, idx = self.views(step)
         with autocast(self.device, self.s.precision):
             loss = self.loss_fn(views, idx)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.method.after_optimizer_step(step, self.total_steps)
+        self.method.after_optimizer_step(step, self.schedule.total_steps)
         return distributed.mean_over_ranks(loss.detach())  # the global batch's loss, on every rank
 
     def begin_epoch(self, epoch: int, step: int) -> dict | None:
@@ -120,7 +117,7 @@ class Trainer:
 
     def epoch_context(self) -> EpochContext:
         def embed_all() -> torch.Tensor:
-            return torch.from_numpy(embed_tensor(self.method.backbone, self.images, self.enc_cfg, 256))
+            return torch.from_numpy(embed_tensor(self.encoder, self.images, 256))
 
         def forget(params) -> None:
             for p in params:
@@ -157,12 +154,17 @@ class Pacer:
     steps at the start; if the run later goes slower (other jobs on the machine, checkpoints,
     snapshots), it would reach the deadline with its cosine unfinished. So every `every`
     steps the rate so far is measured, and when the steps left would end after the deadline,
-    `refit(step, total)` moves the end of the schedule to the step that fits (never later
-    than planned). All processes take rank 0's decision."""
+    the schedule is refitted to end at the step that fits (never later than planned) and
+    `on_refit(step, total)` is told. All processes take rank 0's decision."""
 
-    def __init__(self, deadline: float, total_steps: int, refit, device: torch.device, every: int = 20):
-        self.deadline, self.stop, self.refit, self.device, self.every = deadline, total_steps, refit, device, every
+    def __init__(self, deadline: float, schedule: Schedule, on_refit, device: torch.device, every: int = 20):
+        self.deadline, self.schedule, self.on_refit = deadline, schedule, on_refit
+        self.device, self.every = device, every
         self.t0, self.first = None, None
+
+    @property
+    def stop(self) -> int:
+        return self.schedule.total_steps
 
     def expired(self) -> bool:
         return distributed.any_rank(time.perf_counter() >= self.deadline, self.device)
@@ -181,8 +183,8 @@ class Pacer:
         if stop < self.stop:
             log.info("behind the budget at step %d (%.2f steps/s): the schedule now ends at step %d instead of %d",
                      step, rate, stop, self.stop)
-            self.stop = stop
-            self.refit(step, stop)
+            self.schedule.refit(stop)
+            self.on_refit(step, stop)
         return self.stop
 
 
@@ -272,28 +274,14 @@ def calibrate_steps_per_second(trainer: Trainer, n_warm: int = 5, n_timed: int =
     return rate
 
 
-def fit_schedule(cfg, trainer: Trainer, total_steps: int | None, fresh: bool,
-                 deadline: float | None, base_lr: float) -> int:
-    """The run's length in steps (timing a few steps when `--minutes` sets it), and the
-    trainer's per-step learning rates: linear warm-up, then cosine to 0 at that length."""
-    spe = trainer.steps_per_epoch
-    if total_steps is None or (cfg.minutes and fresh):
-        trainer.set_schedule(np.array([base_lr]), max(total_steps or 0, 10))
-        rate = calibrate_steps_per_second(trainer)
-        remaining = deadline - time.perf_counter() - 5.0  # keep a few seconds to save
-        fit = max(1, int(remaining * rate * 0.97))
-        total_steps = distributed.from_rank0(fit if total_steps is None else min(total_steps, fit), trainer.device)
-        log.info("measured %.2f steps/s (%.0f img/s): %d steps (%.2f epochs) fit in the budget",
-                 rate, rate * cfg.batch_size, total_steps, total_steps / spe)
-    set_schedule(cfg, trainer, total_steps, base_lr)
-    return total_steps
-
-
-def set_schedule(cfg, trainer: Trainer, total_steps: int, base_lr: float) -> None:
-    """Linear warm-up (`cfg.warmup_epochs`, at most a tenth of the run), then cosine to 0 at
-    `total_steps`: a function of the total alone, so a resumed run rebuilds the same one."""
-    warmup_steps = min(int(round(cfg.warmup_epochs * trainer.steps_per_epoch)), max(total_steps // 10, 1))
-    trainer.set_schedule(warmup_cosine(base_lr, total_steps, warmup_steps), total_steps)
+def fit_to_budget(trainer: Trainer, deadline: float, batch_size: int) -> int:
+    """The steps that fit before `deadline`, from a few timed steps (the same on every rank)."""
+    rate = calibrate_steps_per_second(trainer)
+    remaining = deadline - time.perf_counter() - 5.0  # keep a few seconds to save
+    fit = distributed.from_rank0(max(1, int(remaining * rate * 0.97)), trainer.device)
+    log.info("measured %.2f steps/s (%.0f img/s): %d steps (%.2f epochs) fit in the budget",
+             rate, rate * batch_size, fit, fit / trainer.steps_per_epoch)
+    return fit
 
 
 def train(cfg, trainer: Trainer, proc, start_step: int, stop_step: int,

@@ -77,7 +77,7 @@ def bad_files(rng: np.random.Generator) -> dict[str, tuple[bytes, str]]:
     }
 
 
-# An upload has no extension check and no file system: the reasons open_upload gives.
+# An upload has no extension check and no file system: the reasons index.query.decode_upload gives.
 UPLOAD_REASONS = {"notes.txt": "not a decodable image"}
 
 

@@ -25,7 +25,7 @@ BENCH = REPO / "bench"
 HELPERS = {"__init__.py", "browser.py"}  # imported by the scripts (browser.py also by tests/app), not run
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
-          "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py"}
+          "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -163,6 +163,19 @@ def test_whitening_probe(tiny, shootout):
     assert {r["run"] for r in json.loads(out.read_text())} == {str(shootout / "simclr-fmnist"), str(mixed)}
 
 
+def test_cluster_bench(tiny, shootout):
+    out = tiny["root"] / "cluster_bench.json"
+    encoder = shootout / "simclr-fmnist"
+    run("cluster_bench.py", "--fmnist-encoder", encoder, "--mixed-encoder", encoder,
+        "--limit", "100", "--algorithms", "graph", "kmeans", "--scale", "300", "--out", out, env=tiny["env"])
+    r = json.loads(out.read_text())
+    for name, classes in (("fmnist", 10), ("mixed", 20)):
+        row = r["quality"][name]["features"]
+        assert r["quality"][name]["classes"] == classes and set(row) == {"learned", "raw pixels", "random init"}
+        assert {"graph", "kmeans", "graph, automatic K"} <= set(row["learned"])
+    assert r["scale"]["300"]["seconds"] > 0 and out.with_suffix(".png").is_file()
+
+
 def test_recipe_sweep(tiny):
     out = tiny["root"] / "recipe_sweep.jsonl"
     run("recipe_sweep.py", "--data", "fmnist-10k", "--steps", "2", "--set", "backbone=smallcnn", "image_size=16",
@@ -172,9 +185,6 @@ def test_recipe_sweep(tiny):
     assert rec["summary"]["step"] == 2 and "knn" in rec["fmnist"] and "nmi" in rec["mixed"]
 
 
-@pytest.mark.xfail(strict=False, reason="evaluate_runs embeds the random-init baseline through a config with "
-                   "whitening on: AttributeError: 'SmallCNN' object has no attribute 'whiten' (encoders/embed.py); "
-                   "fixed by the Encoder module (issue 20)")
 def test_train_vs_lightly_ours_only(tiny):
     out = tiny["root"] / "train_vs_lightly.json"
     run("train_vs_lightly.py", "--skip-lightly", "--minutes", "0.05", "--methods", "simclr",

@@ -3,7 +3,7 @@ by name in `METHODS`. Adding a method: a module here with its head, loss and sta
 one line in the registry; the training loop does not change."""
 from __future__ import annotations
 
-from encoders.methods.base import EpochContext, Method
+from encoders.methods.base import EpochContext, Method, MethodSettings, RunFacts
 from encoders.methods.byol import BYOL
 from encoders.methods.deepcluster import DeepCluster
 from encoders.methods.dino import DINO
@@ -15,4 +15,5 @@ from encoders.methods.swav import SwAV
 METHODS: dict[str, type[Method]] = {"simclr": SimCLR, "moco": MoCo, "byol": BYOL, "dino": DINO, "swav": SwAV,
                                     "npid": NPID, "deepcluster": DeepCluster}
 
-__all__ = ["METHODS", "BYOL", "DINO", "DeepCluster", "EpochContext", "Method", "MoCo", "NPID", "SimCLR", "SwAV"]
+__all__ = ["METHODS", "BYOL", "DINO", "DeepCluster", "EpochContext", "Method", "MethodSettings", "MoCo", "NPID",
+           "RunFacts", "SimCLR", "SwAV"]

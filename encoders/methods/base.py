@@ -1,6 +1,8 @@
 """The interface every self-supervised method implements; the training loop knows only this.
 
 A method is one `nn.Module` that
+- states its options and their defaults once, in its `Settings` dataclass, and is built
+  from them by `build(backbone, settings, facts)` (`facts`: what it takes from the run),
 - keeps the encoder to save as `backbone` (h, not z),
 - declares the views it trains on in `views` (an `encoders.augment.ViewSpec`),
 - computes one step's loss in `training_loss(views, indices)` without changing any state,
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Iterable
 
 import numpy as np
@@ -23,6 +25,37 @@ import torch
 from torch import nn
 
 from encoders.augment import ViewSpec
+
+
+def option(default, help: str):
+    """A settings field: its default and its help text (the command line's `--help`), stated once."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """A method's own options; each method subclasses it with `option(default, help)` fields."""
+
+
+@dataclass(frozen=True)
+class MultiCropSettings(MethodSettings):
+    """Options of a method that trains on 2 global views plus `local_crops` small ones."""
+
+    local_crops: int = option(0, "multi-crop: small views per image")
+    local_size: int | None = option(None, "local crop side in px (None: 96/224 of the image size)")
+
+    @property
+    def views(self) -> ViewSpec:
+        return ViewSpec.multi_crop(self.local_crops, self.local_size)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a method takes from the run rather than from its settings."""
+
+    n_images: int  # M, the collection's readable images
+    seed: int = 0
+    gather_distributed: bool = False  # under torchrun: negatives, queues, statistics from all ranks
 
 
 @dataclass
@@ -44,7 +77,7 @@ class EpochContext:
 class Method(nn.Module):
     """Base class; see the module docstring for the contract."""
 
-    default_temperature: ClassVar[float | None] = None  # None: the method has no temperature
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
     views: ViewSpec
 
     def __init__(self, backbone: nn.Module, views: ViewSpec = ViewSpec()):
@@ -53,9 +86,8 @@ class Method(nn.Module):
         self.views = views
 
     @classmethod
-    def from_config(cls, backbone: nn.Module, cfg, gather_distributed: bool, n_images: int) -> "Method":
-        """Build from a pretraining config (any object with the method's fields) for a
-        collection of `n_images` images."""
+    def build(cls, backbone: nn.Module, settings: MethodSettings, facts: RunFacts) -> "Method":
+        """The method on `backbone`, from its own `settings` and the run's `facts`."""
         raise NotImplementedError
 
     def training_loss(self, views: list[torch.Tensor], indices: torch.Tensor) -> torch.Tensor:

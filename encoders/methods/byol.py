@@ -2,12 +2,14 @@
 network's projection of the other view; no negatives."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from encoders.heads import BYOLProjectionHead
-from encoders.methods.base import Method, cosine_momentum, no_grad_copy, update_momentum
+from encoders.methods.base import Method, MethodSettings, cosine_momentum, no_grad_copy, option, update_momentum
 
 
 class BYOLLoss(nn.Module):
@@ -19,14 +21,23 @@ class BYOLLoss(nn.Module):
         return (2 - 2 * cos).mean()
 
 
+@dataclass(frozen=True)
+class BYOLSettings(MethodSettings):
+    proj_dim: int = option(128, "projection head output size")
+    momentum: float = option(0.99, "EMA momentum of the target network at step 0, rising to 1 (cosine)")
+
+
 class BYOL(Method):
     """The target (backbone + projector) is an EMA of the online one whose momentum rises
     from `momentum` (0.99) to 1 along a half cosine over the run (`cosine_momentum`).
     Symmetric loss: the mean of L(p(v1), z'(v2)) and L(p(v2), z'(v1)). Heads: hidden width
     2 x the backbone's (4096 for ResNet-50, as the paper), output `proj_dim`."""
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, momentum: float = 0.99):
+    Settings = BYOLSettings
+
+    def __init__(self, backbone: nn.Module, settings: BYOLSettings = BYOLSettings()):
         super().__init__(backbone)
+        proj_dim, momentum = settings.proj_dim, settings.momentum
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         hidden = 2 * backbone.feat_dim
@@ -39,8 +50,8 @@ class BYOL(Method):
         self.last_momentum = momentum
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, cfg.proj_dim, cfg.momentum)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, settings)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))  # (N, 3, S, S) -> (N, D)

@@ -2,28 +2,16 @@
 pseudo-labels, and the network is trained to classify them."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from encoders import distributed
 from encoders.augment import ViewSpec
-from encoders.methods.base import EpochContext, Method
-
-
-def pca_whiten(x: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
-    """(M, D) -> (M, d) float32, d = min(dim, D, M - 1): centred, projected on the top-d
-    principal axes, each divided by its standard deviation, then L2-normalised (the paper's
-    PCA-256 + whitening + L2 before K-means)."""
-    x = x.double()
-    x = x - x.mean(0, keepdim=True)
-    d = max(1, min(dim, x.shape[1], x.shape[0] - 1))
-    cov = x.T @ x / max(len(x) - 1, 1)  # (D, D)
-    eigval, eigvec = torch.linalg.eigh(cov)  # ascending
-    top = eigvec[:, -d:].flip(1)  # (D, d)
-    y = (x @ top) / (eigval[-d:].flip(0).clamp_min(0) + eps).sqrt()  # (M, d)
-    return F.normalize(y, dim=1).float()
+from encoders.methods.base import EpochContext, Method, MethodSettings, option
+from encoders.whitening import pca_whiten
 
 
 def refill_empty_clusters(labels: np.ndarray, k: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -49,6 +37,12 @@ def normalized_mutual_info(a: np.ndarray, b: np.ndarray) -> float:
     return float(normalized_mutual_info_score(a, b, average_method="geometric"))
 
 
+@dataclass(frozen=True)
+class DeepClusterSettings(MethodSettings):
+    clusters: int | None = option(None, "K, the pseudo-classes (None: M/20 within 10..1000)")
+    pca_dim: int = option(64, "PCA-whitening size before K-means (256 in the paper)")
+
+
 class DeepCluster(Method):
     """Backbone + a linear classifier over K pseudo-classes, re-initialised (N(0, 0.01),
     zero bias, fresh optimizer state) at each epoch. `on_epoch_start` embeds the collection,
@@ -57,8 +51,14 @@ class DeepCluster(Method):
     images uniformly over clusters. Under torchrun every rank embeds the whole collection and
     rank 0's labels are used by all."""
 
-    def __init__(self, backbone: nn.Module, n_images: int, k: int, pca_dim: int = 64, seed: int = 0):
+    Settings = DeepClusterSettings
+
+    def __init__(self, backbone: nn.Module, n_images: int, settings: DeepClusterSettings = DeepClusterSettings(),
+                 seed: int = 0):
         super().__init__(backbone, ViewSpec(n_global=1))
+        k, pca_dim = settings.clusters, settings.pca_dim
+        if k is None:
+            k = min(n_images, max(10, min(1000, n_images // 20)))
         if not 2 <= k <= n_images:
             raise ValueError(f"DeepCluster needs 2 <= K <= the {n_images} images, got K={k}")
         self.k, self.pca_dim, self.seed = k, pca_dim, seed
@@ -67,9 +67,8 @@ class DeepCluster(Method):
         self.register_buffer("labels", torch.full((n_images,), -1, dtype=torch.long))  # (M,) -1: none yet
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        k = cfg.clusters if cfg.clusters is not None else min(n_images, max(10, min(1000, n_images // 20)))
-        return cls(backbone, n_images, k, cfg.pca_dim, cfg.seed)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, facts.n_images, settings, seed=facts.seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (N, 3, S, S) -> (N, K) logits

@@ -2,6 +2,8 @@
 teacher across views; multi-crop (the teacher sees only the global views)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,8 +11,7 @@ from torch import nn
 from encoders import distributed
 from encoders.heads import DINOHead
 from encoders.losses import positive_temperature
-from encoders.methods.base import Method, cosine_momentum, no_grad_copy, update_momentum
-from encoders.methods.simclr import multi_crop
+from encoders.methods.base import Method, MultiCropSettings, cosine_momentum, no_grad_copy, option, update_momentum
 
 
 class DINOLoss(nn.Module):
@@ -35,38 +36,47 @@ class DINOLoss(nn.Module):
         return ce.masked_fill(same, 0).sum() / (ce.numel() - t.shape[0])
 
 
+@dataclass(frozen=True)
+class DINOSettings(MultiCropSettings):
+    local_crops: int = option(6, "multi-crop: small views per image")
+    dino_out_dim: int = option(1024, "head output size K (65536 in the paper; small for a CPU)")
+    temperature: float = option(0.1, "the student's softmax temperature")
+    teacher_temp: float = option(0.07, "teacher temperature after the warm-up")
+    teacher_temp_start: float = option(0.04, "teacher temperature at step 0")
+    teacher_temp_warmup: float = option(0.3, "teacher temperature warm-up, fraction of the run")
+    center_momentum: float = option(0.9, "EMA momentum of the teacher's centre")
+    momentum: float = option(0.99, "EMA momentum of the teacher at step 0, rising to 1 (cosine)")
+    freeze_head_steps: int = option(50, "first steps with the head's last layer frozen")
+
+
 class DINO(Method):
     """Student: backbone + `DINOHead`; teacher: their EMA (momentum from `momentum` to 1,
     cosine), never trained by gradients. State in buffers: the centre (K,) (EMA of the
     teacher's mean output over the global batch, momentum `center_momentum`), the current
     teacher temperature (linear warm-up from `teacher_temp_start` to `teacher_temp` over
     `teacher_temp_warmup` of the run) and the step count (the last layer is frozen for the
-    first `freeze_last_steps` steps)."""
+    first `freeze_head_steps` steps). Settings: `DINOSettings`; `temperature` is the student's."""
 
-    default_temperature = 0.1  # the student's
+    Settings = DINOSettings
 
-    def __init__(self, backbone: nn.Module, out_dim: int = 1024, student_temp: float = 0.1,
-                 teacher_temp: float = 0.07, teacher_temp_start: float = 0.04, teacher_temp_warmup: float = 0.3,
-                 center_momentum: float = 0.9, momentum: float = 0.996, freeze_last_steps: int = 0,
-                 views=None, gather_distributed: bool = False):
-        super().__init__(backbone, *([views] if views is not None else []))
-        self.head = DINOHead(backbone.feat_dim, out_dim=out_dim)
+    def __init__(self, backbone: nn.Module, settings: DINOSettings = DINOSettings(), gather_distributed: bool = False):
+        super().__init__(backbone, settings.views)
+        s = settings
+        self.head = DINOHead(backbone.feat_dim, out_dim=s.dino_out_dim)
         self.teacher_backbone = no_grad_copy(backbone)
         self.teacher_head = no_grad_copy(self.head)
-        self.criterion = DINOLoss(student_temp)
-        self.teacher_temps = (teacher_temp_start, teacher_temp, teacher_temp_warmup)
-        self.center_momentum, self.base_momentum = center_momentum, momentum
-        self.freeze_last_steps, self.gather_distributed = freeze_last_steps, gather_distributed
-        self.register_buffer("center", torch.zeros(out_dim))  # (K,)
-        self.register_buffer("teacher_temp", torch.tensor(float(teacher_temp_start)))
+        self.criterion = DINOLoss(s.temperature)
+        self.teacher_temps = (s.teacher_temp_start, s.teacher_temp, s.teacher_temp_warmup)
+        self.center_momentum, self.base_momentum = s.center_momentum, s.momentum
+        self.freeze_last_steps, self.gather_distributed = s.freeze_head_steps, gather_distributed
+        self.register_buffer("center", torch.zeros(s.dino_out_dim))  # (K,)
+        self.register_buffer("teacher_temp", torch.tensor(float(s.teacher_temp_start)))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._teacher_sum = None  # this step's teacher outputs summed, (K,), and their count
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, cfg.dino_out_dim, cfg.temperature, cfg.teacher_temp, cfg.teacher_temp_start,
-                   cfg.teacher_temp_warmup, cfg.center_momentum, cfg.momentum, cfg.freeze_head_steps,
-                   multi_crop(cfg, default_local=6), gather_distributed)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, settings, gather_distributed=facts.gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (N, 3, S, S) -> (N, K)

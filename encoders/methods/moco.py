@@ -1,6 +1,8 @@
 """MoCo v2 (He et al. 2020; Chen et al. 2020b): momentum key encoder + FIFO queue."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -8,7 +10,15 @@ from torch import nn
 from encoders import distributed
 from encoders.heads import MoCoProjectionHead
 from encoders.losses import MoCoInfoNCELoss
-from encoders.methods.base import Method, no_grad_copy, update_momentum
+from encoders.methods.base import Method, MethodSettings, no_grad_copy, option, update_momentum
+
+
+@dataclass(frozen=True)
+class MoCoSettings(MethodSettings):
+    proj_dim: int = option(128, "projection head output size")
+    temperature: float = option(0.2, "contrastive softmax temperature")
+    queue_size: int = option(4096, "negative keys in the queue")
+    momentum: float = option(0.99, "EMA momentum of the key encoder")
 
 
 class MoCo(Method):
@@ -24,17 +34,17 @@ class MoCo(Method):
     global statistics.
     """
 
-    default_temperature = 0.2
+    Settings = MoCoSettings
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.2,
-                 queue_size: int = 4096, momentum: float = 0.99, gather_distributed: bool = False):
+    def __init__(self, backbone: nn.Module, settings: MoCoSettings = MoCoSettings(), gather_distributed: bool = False):
         super().__init__(backbone)
+        proj_dim, queue_size, momentum = settings.proj_dim, settings.queue_size, settings.momentum
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}")
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.head = MoCoProjectionHead(backbone.feat_dim, out_dim=proj_dim)
-        self.criterion = MoCoInfoNCELoss(temperature)
+        self.criterion = MoCoInfoNCELoss(settings.temperature)
         self.momentum = momentum
         self.gather_distributed = gather_distributed
         self.key_backbone = no_grad_copy(backbone)
@@ -44,8 +54,8 @@ class MoCo(Method):
         self._keys = None  # this step's keys, (N, D), until after_optimizer_step
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, cfg.proj_dim, cfg.temperature, cfg.queue_size, cfg.momentum, gather_distributed)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, settings, gather_distributed=facts.gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (N, 3, S, S) -> (N, D)

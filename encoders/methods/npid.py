@@ -2,6 +2,8 @@
 class, represented by a running average of its features in a bank of M rows."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,7 +11,7 @@ from torch import nn
 from encoders import distributed
 from encoders.augment import ViewSpec
 from encoders.losses import positive_temperature
-from encoders.methods.base import Method
+from encoders.methods.base import Method, MethodSettings, option
 
 
 class NPIDLoss(nn.Module):
@@ -30,6 +32,14 @@ class NPIDLoss(nn.Module):
         return F.cross_entropy(logits, torch.zeros(v.shape[0], dtype=torch.long, device=v.device))
 
 
+@dataclass(frozen=True)
+class NPIDSettings(MethodSettings):
+    proj_dim: int = option(128, "feature size (the paper's 128)")
+    temperature: float = option(0.07, "non-parametric softmax temperature")
+    negatives: int = option(4096, "bank entries sampled as negatives per image")
+    bank_momentum: float = option(0.5, "bank <- m * bank + (1 - m) * feature")
+
+
 class NPID(Method):
     """Backbone + linear layer to `proj_dim`, L2-normalised (the paper's 128-d feature).
     Buffers: the bank (M, D) of unit rows (random at start), updated after each step as
@@ -38,15 +48,16 @@ class NPID(Method):
     a resumed run and a run over W ranks (each taking its rows) draw the same ones; under
     torchrun every rank applies the updates of the whole global batch."""
 
-    default_temperature = 0.07
+    Settings = NPIDSettings
 
-    def __init__(self, backbone: nn.Module, n_images: int, proj_dim: int = 128, temperature: float = 0.07,
-                 negatives: int = 4096, bank_momentum: float = 0.5, seed: int = 0, gather_distributed: bool = False):
+    def __init__(self, backbone: nn.Module, n_images: int, settings: NPIDSettings = NPIDSettings(), seed: int = 0,
+                 gather_distributed: bool = False):
         super().__init__(backbone, ViewSpec(n_global=1))
+        proj_dim, negatives, bank_momentum = settings.proj_dim, settings.negatives, settings.bank_momentum
         if not 0.0 <= bank_momentum < 1.0:
             raise ValueError(f"bank momentum must be in [0, 1), got {bank_momentum}")
         self.head = nn.Linear(backbone.feat_dim, proj_dim)
-        self.criterion = NPIDLoss(temperature)
+        self.criterion = NPIDLoss(settings.temperature)
         self.n_negatives, self.bank_momentum, self.seed = negatives, bank_momentum, seed
         self.gather_distributed = gather_distributed
         g = torch.Generator().manual_seed(seed)
@@ -55,9 +66,8 @@ class NPID(Method):
         self._pending = None  # (features (N, D), indices (N,)) of this step, written after it
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, n_images, cfg.proj_dim, cfg.temperature, cfg.negatives, cfg.bank_momentum, cfg.seed,
-                   gather_distributed)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, facts.n_images, settings, seed=facts.seed, gather_distributed=facts.gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.backbone(x)).float(), dim=1)  # (N, 3, S, S) -> (N, D)

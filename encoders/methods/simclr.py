@@ -1,12 +1,21 @@
 """SimCLR (Chen et al. 2020): one encoder + MLP head, NT-Xent over the views of a batch."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from encoders.heads import SimCLRProjectionHead
 from encoders.losses import NTXentLoss
-from encoders.methods.base import Method, ViewSpec
+from encoders.methods.base import Method, MultiCropSettings, option
+
+
+@dataclass(frozen=True)
+class SimCLRSettings(MultiCropSettings):
+    proj_dim: int = option(128, "projection head output size")
+    # 0.5 in the paper; 0.2 measured better in CPU-minute runs (bench/results/recipe_sweep.jsonl)
+    temperature: float = option(0.2, "contrastive softmax temperature")
 
 
 class SimCLR(Method):
@@ -14,17 +23,17 @@ class SimCLR(Method):
     (`views.n_local > 0`), every pair of views is a positive pair and the loss is the mean of
     NT-Xent over the pairs (each pair one batch of 2N anchors)."""
 
-    default_temperature = 0.2  # 0.5 in the paper; 0.2 measured better in CPU-minute runs (docs/results.md)
+    Settings = SimCLRSettings
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.5,
-                 gather_distributed: bool = False, views: ViewSpec = ViewSpec()):
-        super().__init__(backbone, views)
-        self.head = SimCLRProjectionHead(backbone.feat_dim, out_dim=proj_dim)
-        self.criterion = NTXentLoss(temperature, gather_distributed=gather_distributed)
+    def __init__(self, backbone: nn.Module, settings: SimCLRSettings = SimCLRSettings(),
+                 gather_distributed: bool = False):
+        super().__init__(backbone, settings.views)
+        self.head = SimCLRProjectionHead(backbone.feat_dim, out_dim=settings.proj_dim)
+        self.criterion = NTXentLoss(settings.temperature, gather_distributed=gather_distributed)
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, cfg.proj_dim, cfg.temperature, gather_distributed, multi_crop(cfg))
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, settings, gather_distributed=facts.gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))  # (N, 3, S, S) -> (N, D)
@@ -42,10 +51,3 @@ class SimCLR(Method):
         pairs = [(i, j) for i in range(len(z)) for j in range(i + 1, len(z))]
         return sum(self.criterion(z[i], z[j]) for i, j in pairs) / len(pairs)
 
-
-def multi_crop(cfg, default_local: int = 0) -> ViewSpec:
-    """The ViewSpec a config asks for: 2 global views plus `cfg.local_crops` local ones
-    (None: `default_local`) of `cfg.local_size` px (None: 96/224 of the image size)."""
-    n_local = default_local if cfg.local_crops is None else cfg.local_crops
-    size = cfg.local_size or max(8, round(cfg.image_size * 96 / 224))
-    return ViewSpec(n_global=2, n_local=n_local, local_size=size if n_local else 0)

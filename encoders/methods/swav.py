@@ -2,6 +2,8 @@
 each view predicting the codes of the others (swapped prediction); multi-crop."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,8 +11,7 @@ from torch import nn
 from encoders import distributed
 from encoders.heads import ProjectionHead, SwAVPrototypes
 from encoders.losses import positive_temperature
-from encoders.methods.base import Method
-from encoders.methods.simclr import multi_crop
+from encoders.methods.base import Method, MultiCropSettings, option
 
 
 @torch.no_grad()
@@ -50,35 +51,45 @@ class SwAVLoss(nn.Module):
         return loss / len(codes)
 
 
+@dataclass(frozen=True)
+class SwAVSettings(MultiCropSettings):
+    local_crops: int = option(6, "multi-crop: small views per image")
+    proj_dim: int = option(128, "projection head output size")
+    prototypes: int = option(256, "number of prototypes K")
+    temperature: float = option(0.1, "softmax temperature of the prototype scores")
+    sinkhorn_iters: int = option(3, "Sinkhorn-Knopp iterations")
+    sinkhorn_epsilon: float = option(0.05, "Sinkhorn-Knopp entropy regularisation")
+    swav_queue: int = option(0, "earlier batches' features joining Sinkhorn (0: none; for batches < 256)")
+    freeze_head_steps: int = option(50, "first steps with the prototypes frozen")
+
+
 class SwAV(Method):
     """Backbone + Linear-BN-ReLU-Linear projector, L2-normalised, scored against K
     prototypes (unit rows, re-normalised after every step; frozen for the first
-    `freeze_prototypes_steps` steps). Codes come from the global views only, over the global
-    batch plus, with `queue_size > 0`, the features of earlier batches (per rank
-    `queue_size / W` rows per global view, so the ranks' queues together hold the global
+    `freeze_head_steps` steps). Codes come from the global views only, over the global
+    batch plus, with `swav_queue > 0`, the features of earlier batches (per rank
+    `swav_queue / W` rows per global view, so the ranks' queues together hold the global
     batches), used once the queue is full."""
 
-    default_temperature = 0.1
+    Settings = SwAVSettings
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, n_prototypes: int = 256, temperature: float = 0.1,
-                 sinkhorn_iters: int = 3, sinkhorn_epsilon: float = 0.05, queue_size: int = 0,
-                 freeze_prototypes_steps: int = 0, views=None, gather_distributed: bool = False):
-        super().__init__(backbone, *([views] if views is not None else []))
-        self.projector = ProjectionHead(backbone.feat_dim, backbone.feat_dim, proj_dim)
-        self.prototypes = SwAVPrototypes(proj_dim, n_prototypes)
-        self.criterion = SwAVLoss(temperature)
-        self.sinkhorn_iters, self.sinkhorn_epsilon = sinkhorn_iters, sinkhorn_epsilon
-        self.freeze_prototypes_steps, self.gather_distributed = freeze_prototypes_steps, gather_distributed
-        rows = queue_size // distributed.world_size() if gather_distributed else queue_size
-        self.register_buffer("queue", torch.zeros(2, rows, proj_dim))  # (G, L, D), newest first
+    def __init__(self, backbone: nn.Module, settings: SwAVSettings = SwAVSettings(), gather_distributed: bool = False):
+        super().__init__(backbone, settings.views)
+        s = settings
+        self.projector = ProjectionHead(backbone.feat_dim, backbone.feat_dim, s.proj_dim)
+        self.prototypes = SwAVPrototypes(s.proj_dim, s.prototypes)
+        self.criterion = SwAVLoss(s.temperature)
+        self.sinkhorn_iters, self.sinkhorn_epsilon = s.sinkhorn_iters, s.sinkhorn_epsilon
+        self.freeze_prototypes_steps, self.gather_distributed = s.freeze_head_steps, gather_distributed
+        rows = s.swav_queue // distributed.world_size() if gather_distributed else s.swav_queue
+        self.register_buffer("queue", torch.zeros(2, rows, s.proj_dim))  # (G, L, D), newest first
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._new_features = None  # this step's global-view features (G, N, D), queued after the step
 
     @classmethod
-    def from_config(cls, backbone, cfg, gather_distributed, n_images):
-        return cls(backbone, cfg.proj_dim, cfg.prototypes, cfg.temperature, cfg.sinkhorn_iters, cfg.sinkhorn_epsilon,
-                   cfg.swav_queue, cfg.freeze_head_steps, multi_crop(cfg, default_local=6), gather_distributed)
+    def build(cls, backbone, settings, facts):
+        return cls(backbone, settings, gather_distributed=facts.gather_distributed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projector(self.backbone(x)), dim=1)  # (N, 3, S, S) -> (N, D), unit rows

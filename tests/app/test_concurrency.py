@@ -15,17 +15,17 @@ SECONDS = 3.0
 K = 5
 
 
-def answer(loaded, backbone, enc, path):
-    hits = search_vectors(loaded, embed_images(backbone, enc, [path]), K)[0]
+def answer(loaded, encoder, path):
+    hits = search_vectors(loaded, embed_images(encoder, [path]), K)[0]
     # equal scores (an exact copy scores 1.0 twice) may come in either order: sort ties by name
     return sorted(((round(h.score, 4), h.path) for h in hits), key=lambda t: (-t[0], t[1]))
 
 
 def test_concurrent_users_get_single_user_answers(app_index):
     loaded = load_index(app_index, use_gpu=False)
-    backbone, enc = load_recorded_encoder(loaded.manifest.encoder, loaded.manifest.dim)
+    encoder = load_recorded_encoder(loaded.manifest.encoder, loaded.manifest.dim)
     paths = [loaded.absolute(it.path) for it in loaded.manifest.items]
-    expected = {p: answer(loaded, backbone, enc, p) for p in paths}
+    expected = {p: answer(loaded, encoder, p) for p in paths}
     params_before = type(loaded.index).__name__, loaded.index.ntotal
 
     def user(seed):
@@ -34,7 +34,7 @@ def test_concurrent_users_get_single_user_answers(app_index):
         deadline = time.monotonic() + SECONDS
         while time.monotonic() < deadline:
             p = rng.choice(paths)
-            got = answer(loaded, backbone, enc, p)
+            got = answer(loaded, encoder, p)
             if [q for _, q in got] != [q for _, q in expected[p]] or any(
                     abs(a - b) > 1e-3 for (a, _), (b, _) in zip(got, expected[p])):
                 wrong.append((str(p), got, expected[p]))

@@ -80,7 +80,7 @@ def test_page_cli_and_index_agree_on_the_same_jpeg(photo_index, tmp_path, monkey
 def test_decoding_without_the_draft_would_give_another_vector(photo_index):
     """Control: the check above can fail; full-resolution decoding embeds the photo differently."""
     loaded = load_index(photo_index, use_gpu=False)
-    backbone, enc = load_query_encoder(loaded.manifest)
+    encoder = load_query_encoder(loaded.manifest)
     stored = loaded.embeddings[loaded.row_of("big_photo.jpg")]
-    full = embed_images(backbone, enc, [open_rgb(loaded.absolute("big_photo.jpg"))])[0]
+    full = embed_images(encoder, [open_rgb(loaded.absolute("big_photo.jpg"))])[0]
     assert np.abs(full - stored).max() > 1e-4

@@ -46,9 +46,9 @@ def test_every_corpus_file_uploaded_is_searched_or_refused_with_its_reason(app, 
     embedded = []
     real_embed = encoders.embed.embed_images
 
-    def embed_spy(backbone, enc, images, *args, **kwargs):
+    def embed_spy(encoder, images, *args, **kwargs):
         embedded.extend(images)
-        return real_embed(backbone, enc, images, *args, **kwargs)
+        return real_embed(encoder, images, *args, **kwargs)
     monkeypatch.setattr(encoders.embed, "embed_images", embed_spy)
 
     app.file_uploader(key="uploads").set_value([(name, data, "application/octet-stream")

@@ -4,16 +4,16 @@ import math
 import pytest
 import torch
 
-from encoders.augment import ViewSpec
 from encoders.backbones import build_backbone
 from encoders.methods import BYOL, DINO
 from encoders.methods.base import cosine_momentum
-from encoders.methods.dino import DINOLoss
+from encoders.methods.byol import BYOLSettings
+from encoders.methods.dino import DINOLoss, DINOSettings
 
 
 def byol():
     torch.manual_seed(0)
-    return BYOL(build_backbone("smallcnn"), proj_dim=8, momentum=0.9)
+    return BYOL(build_backbone("smallcnn"), BYOLSettings(proj_dim=8, momentum=0.9))
 
 
 def test_byol_loss_is_two_minus_two_cos_and_the_target_gets_no_gradient():
@@ -79,7 +79,9 @@ def test_dino_loss_equals_a_naive_loop_over_view_pairs(n_views):
 
 def small_dino(**kw):
     torch.manual_seed(0)
-    return DINO(build_backbone("smallcnn"), out_dim=16, momentum=0.9, views=ViewSpec(2, 2, 8), **kw)
+    settings = DINOSettings(**{"dino_out_dim": 16, "momentum": 0.9, "local_crops": 2, "local_size": 8,
+                               "freeze_head_steps": 0, **kw})
+    return DINO(build_backbone("smallcnn"), settings)
 
 
 def test_dino_method_loss_centre_ema_and_teacher_temperature_warmup():
@@ -102,7 +104,7 @@ def test_dino_method_loss_centre_ema_and_teacher_temperature_warmup():
 
 
 def test_dino_last_layer_frozen_for_the_first_steps():
-    m = small_dino(freeze_last_steps=1)
+    m = small_dino(freeze_head_steps=1)
     views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8)]
     m.training_loss(views, torch.arange(4)).backward()
     assert float(m.head.last.grad.abs().sum()) == 0.0 and m.head.mlp[0].weight.grad.abs().sum() > 0

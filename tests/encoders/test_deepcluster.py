@@ -7,7 +7,8 @@ import torch
 
 from encoders.backbones import build_backbone
 from encoders.methods import DeepCluster, EpochContext
-from encoders.methods.deepcluster import pca_whiten, refill_empty_clusters
+from encoders.methods.deepcluster import DeepClusterSettings, refill_empty_clusters
+from encoders.whitening import pca_whiten
 from index.clusters import kmeans
 from pipelines.train_loop import kmeans_labels
 
@@ -22,7 +23,8 @@ def feats(seed=0):
 
 def make(k=4):
     torch.manual_seed(0)
-    return DeepCluster(build_backbone("smallcnn"), n_images=M, k=k, pca_dim=8, seed=3)
+    settings = DeepClusterSettings(clusters=k, pca_dim=8)
+    return DeepCluster(build_backbone("smallcnn"), n_images=M, settings=settings, seed=3)
 
 
 def ctx(x, forgotten):

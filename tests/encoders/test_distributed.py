@@ -23,14 +23,17 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from encoders import distributed
-from encoders.augment import ViewSpec
 from encoders.losses import NTXentLoss
 from encoders.methods import DINO, MoCo, SimCLR, SwAV
+from encoders.methods.dino import DINOSettings
+from encoders.methods.moco import MoCoSettings
+from encoders.methods.simclr import SimCLRSettings
+from encoders.methods.swav import SwAVSettings
 
 B, WORLD, STEPS, SIZE = 4, 2, 2, 8
 VARIANTS = ("equal", "no_gather", "bn_train")
 METHODS = ("simclr", "moco", "swav", "dino")
-MULTI_CROP = ViewSpec(n_global=2, n_local=1, local_size=SIZE // 2)  # SwAV and DINO also get a local view
+MULTI_CROP = dict(local_crops=1, local_size=SIZE // 2)  # SwAV and DINO also get a local view
 
 
 class TinyBackbone(nn.Module):
@@ -49,13 +52,14 @@ class TinyBackbone(nn.Module):
 def build(method: str, gather: bool) -> nn.Module:
     torch.manual_seed(0)
     if method == "simclr":
-        return SimCLR(TinyBackbone(), proj_dim=16, temperature=0.5, gather_distributed=gather)
+        return SimCLR(TinyBackbone(), SimCLRSettings(proj_dim=16, temperature=0.5), gather_distributed=gather)
     if method == "swav":
-        return SwAV(TinyBackbone(), proj_dim=16, n_prototypes=8, views=MULTI_CROP, gather_distributed=gather)
-    if method == "dino":
-        return DINO(TinyBackbone(), out_dim=16, momentum=0.9, center_momentum=0.5, views=MULTI_CROP,
+        return SwAV(TinyBackbone(), SwAVSettings(proj_dim=16, prototypes=8, freeze_head_steps=0, **MULTI_CROP),
                     gather_distributed=gather)
-    return MoCo(TinyBackbone(), proj_dim=16, temperature=0.2, queue_size=24, momentum=0.9,
+    if method == "dino":
+        return DINO(TinyBackbone(), DINOSettings(dino_out_dim=16, momentum=0.9, center_momentum=0.5,
+                                                 freeze_head_steps=0, **MULTI_CROP), gather_distributed=gather)
+    return MoCo(TinyBackbone(), MoCoSettings(proj_dim=16, temperature=0.2, queue_size=24, momentum=0.9),
                 gather_distributed=gather)
 
 

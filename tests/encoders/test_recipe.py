@@ -2,6 +2,7 @@
 collection description says, and that explicit values always win."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from encoders.recipe import AUTO, Collection, Hardware, choose_recipe, describe_collection
 from pipelines import pretrain
 from pipelines.pretrain import PretrainConfig
+from pipelines.pretrain_config import resolve
 
 CPU = Hardware("cpu", cpus=2)
 GPU = Hardware("cuda", cpus=16, gpu_memory_gb=80)
@@ -68,8 +70,11 @@ def test_describe_collection(tmp_path):
 
 
 def test_resolve_fills_only_auto_fields_and_says_why():
-    cfg = PretrainConfig(data="x", out="y", backbone="resnet18", batch_size=64, device="cpu")
-    cfg.resolve(PHOTOS, CPU)
+    given = PretrainConfig(data="x", out="y", backbone="resnet18", batch_size=64, device="cpu")
+    cfg = resolve(given, PHOTOS, CPU)
+    assert given.image_size == AUTO and not given.auto_reasons  # a new config; the given one is frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.batch_size = 32
     assert cfg.backbone == "resnet18" and cfg.batch_size == 64  # explicit values win
     assert "backbone" not in cfg.auto_reasons and "batch_size" not in cfg.auto_reasons
     assert cfg.image_size == 64 and cfg.auto_reasons["image_size"].startswith("64:")
@@ -78,14 +83,12 @@ def test_resolve_fills_only_auto_fields_and_says_why():
 
 
 def test_explicit_optimizer_gets_its_own_learning_rate():
-    cfg = PretrainConfig(data="x", out="y", optimizer="sgd", device="cpu", epochs=1)
-    cfg.resolve(PHOTOS, CPU)
+    cfg = resolve(PretrainConfig(data="x", out="y", optimizer="sgd", device="cpu", epochs=1), PHOTOS, CPU)
     assert cfg.lr == pretrain.LR_DEFAULTS["sgd"][0] and "minutes" not in cfg.auto_reasons
 
 
 def test_cuda_resolution_faked():
-    cfg = PretrainConfig(data="x", out="y", device="cpu")
-    cfg.resolve(PHOTOS, GPU)
+    cfg = resolve(PretrainConfig(data="x", out="y", device="cpu"), PHOTOS, GPU)
     assert cfg.backbone == "resnet18" and cfg.epochs == 100.0 and cfg.minutes is None and cfg.small_stem is False
 
 

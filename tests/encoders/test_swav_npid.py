@@ -6,11 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from encoders.augment import ViewSpec
 from encoders.backbones import build_backbone
 from encoders.methods import NPID, SwAV
-from encoders.methods.npid import NPIDLoss
-from encoders.methods.swav import SwAVLoss, sinkhorn
+from encoders.methods.npid import NPIDLoss, NPIDSettings
+from encoders.methods.swav import SwAVLoss, SwAVSettings, sinkhorn
 
 
 def sinkhorn_naive(scores, iters, eps):
@@ -60,7 +59,9 @@ def test_swav_loss_equals_a_naive_loop():
 
 def small_swav(**kw):
     torch.manual_seed(0)
-    return SwAV(build_backbone("smallcnn"), proj_dim=8, n_prototypes=6, views=ViewSpec(2, 1, 8), **kw)
+    settings = SwAVSettings(**{"proj_dim": 8, "prototypes": 6, "local_crops": 1, "local_size": 8,
+                               "freeze_head_steps": 0, **kw})
+    return SwAV(build_backbone("smallcnn"), settings)
 
 
 def test_swav_method_codes_from_global_views_and_prototypes_normalised_after_each_step():
@@ -78,7 +79,7 @@ def test_swav_method_codes_from_global_views_and_prototypes_normalised_after_eac
 
 
 def test_swav_prototypes_frozen_first_steps_then_trained():
-    m = small_swav(freeze_prototypes_steps=1)
+    m = small_swav(freeze_head_steps=1)
     views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8)]
     m.training_loss(views, torch.arange(4)).backward()
     assert float(m.prototypes.weight.grad.abs().sum()) == 0.0
@@ -89,7 +90,7 @@ def test_swav_prototypes_frozen_first_steps_then_trained():
 
 
 def test_swav_queue_fills_newest_first_then_joins_sinkhorn():
-    m = small_swav(queue_size=8).eval()
+    m = small_swav(swav_queue=8).eval()
     views = [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 3, 8, 8)]
     m.training_loss(views, torch.arange(4))
     z0 = m(views[0]).detach()
@@ -120,7 +121,8 @@ def test_npid_loss_equals_a_naive_softmax_over_the_sampled_bank_entries():
 
 def test_npid_method_uses_the_bank_and_updates_it_by_its_formula():
     torch.manual_seed(0)
-    m = NPID(build_backbone("smallcnn"), n_images=20, proj_dim=8, negatives=5, bank_momentum=0.5).eval()
+    settings = NPIDSettings(proj_dim=8, negatives=5, bank_momentum=0.5)
+    m = NPID(build_backbone("smallcnn"), n_images=20, settings=settings).eval()
     x, idx = torch.randn(3, 3, 16, 16), torch.tensor([4, 11, 7])
     neg_idx = m.sample_negatives(3)
     loss = m.training_loss([x], idx)

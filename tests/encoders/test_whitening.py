@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from encoders.backbones import build_backbone
-from encoders.embed import embed_tensor, fit_whitening_on
-from encoders.store import EncoderConfig, load_encoder, save_encoder
+from encoders.embed import Encoder, EncoderConfig, embed_tensor
+from encoders.store import load_encoder, save_encoder
 from encoders.whitening import fit_whitening
 
 
@@ -64,13 +65,23 @@ def test_whitening_is_saved_with_the_encoder(tmp_path):
     images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8)
     cfg = EncoderConfig(backbone="smallcnn", small_stem=True, feat_dim=backbone.feat_dim, image_size=16,
                         normalize="luma")
-    backbone.whiten = fit_whitening_on(backbone, images, cfg)
-    cfg.whiten = True
-    before = embed_tensor(backbone, images, cfg)
-    save_encoder(tmp_path, backbone, cfg)
-    loaded, loaded_cfg = load_encoder(tmp_path)
-    assert loaded_cfg.whiten and torch.equal(loaded.whiten.proj, backbone.whiten.proj)
-    assert np.allclose(embed_tensor(loaded, images, loaded_cfg), before, atol=1e-6)
-    cfg.whiten = False
-    plain = embed_tensor(backbone, images, cfg)
-    assert not np.allclose(plain, before, atol=1e-3)  # whitening changes the embedding
+    plain = Encoder(backbone, cfg)
+    whitened = plain.with_whitening(images)
+    assert whitened.cfg.whiten and not plain.cfg.whiten and isinstance(plain.whiten, torch.nn.Identity)
+    before = embed_tensor(whitened, images)
+    save_encoder(tmp_path, whitened)
+    loaded = load_encoder(tmp_path)
+    assert loaded.cfg == whitened.cfg and torch.equal(loaded.whiten.proj, whitened.whiten.proj)
+    assert np.allclose(embed_tensor(loaded, images), before, atol=1e-6)
+    assert not np.allclose(embed_tensor(plain, images), before, atol=1e-3)  # whitening changes the embedding
+    fitted_on = fit_whitening(torch.from_numpy(embed_tensor(plain, images)))  # on the unwhitened embeddings
+    assert torch.equal(whitened.whiten.proj, fitted_on.proj)
+
+
+def test_an_encoder_saved_without_whitening_refuses_whitening_weights(tmp_path):
+    backbone = build_backbone("smallcnn").eval()
+    cfg = EncoderConfig(backbone="smallcnn", feat_dim=backbone.feat_dim, image_size=16)
+    with pytest.raises(ValueError, match="whiten=False"):
+        Encoder(backbone, cfg, fit_whitening(torch.randn(10, backbone.feat_dim)))
+    save_encoder(tmp_path, Encoder(backbone, cfg))
+    assert not any(k.startswith("whiten.") for k in load_file(tmp_path / "encoder.safetensors"))

@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from encoders.embed import embed_batch
 from encoders.imagefolder import open_rgb, resize_center_crop
 from encoders.store import load_encoder
 from index.faiss_index import exact_search
@@ -35,11 +34,11 @@ def build(data, encoder, out, *extra):
 
 
 def reference_embeddings(encoder, paths):
-    """Independent path -> vector: open_rgb + resize_center_crop + embed_batch, one by one."""
-    backbone, cfg = load_encoder(encoder)
-    tf = resize_center_crop(cfg.image_size)
-    x = torch.stack([tf(open_rgb(p, cfg.image_size)).as_subclass(torch.Tensor) for p in paths])
-    return embed_batch(backbone, x, cfg).numpy()
+    """Independent path -> vector: open_rgb + resize_center_crop + the Encoder, one batch."""
+    encoder = load_encoder(encoder)
+    tf = resize_center_crop(encoder.cfg.image_size)
+    x = torch.stack([tf(open_rgb(p, encoder.cfg.image_size)).as_subclass(torch.Tensor) for p in paths])
+    return encoder(x).numpy()
 
 
 def test_build_then_search_equals_brute_force(folder, tiny_encoder, tmp_path, capsys):
@@ -71,8 +70,8 @@ def test_build_then_search_equals_brute_force(folder, tiny_encoder, tmp_path, ca
     assert len(hits) == 3 and "ellipse_3_000.png" not in [h.path for h in hits]
     assert hits[0].path == "ellipse_again.jpg" and hits[0].score > 0.95
     # an indexed file given as a query finds itself with cosine 1
-    backbone, enc = search.load_query_encoder(loaded.manifest)
-    self_hit = search.search_images(loaded, backbone, enc, [folder / "rectangle_3_004.png"], k=1)[0][0]
+    encoder = search.load_query_encoder(loaded.manifest)
+    self_hit = search.search_images(loaded, encoder, [folder / "rectangle_3_004.png"], k=1)[0][0]
     assert self_hit.path == "rectangle_3_004.png" and self_hit.score == pytest.approx(1.0, abs=1e-5)
 
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from encoders.store import CRASH_ENV, EncoderLoadError, load_encoder
+from encoders.files import CRASH_ENV
+from encoders.store import EncoderLoadError, load_encoder
 from index.store import load_index
 from pipelines import cluster, pretrain
 from tests.conftest import make_shape_folder

@@ -48,11 +48,11 @@ def test_evaluate_equals_knn_by_hand_and_separates_separable_classes(tiny_encode
     assert res["train_size"] == 48 and res["test_size"] == 24
     assert "kNN top-1" in capsys.readouterr().out
 
-    backbone, enc = load_encoder(tiny_encoder)
-    xtr, ytr, _ = evaluate.decode_labelled(str(train), enc.image_size)
-    xte, yte, _ = evaluate.decode_labelled(str(test), enc.image_size)
+    encoder = load_encoder(tiny_encoder)
+    xtr, ytr, _ = evaluate.decode_labelled(str(train), encoder.cfg.image_size)
+    xte, yte, _ = evaluate.decode_labelled(str(test), encoder.cfg.image_size)
     assert list(ytr) == sorted(ytr) and set(ytr) == {0, 1, 2, 3}  # one label per class folder
-    pred = knn_naive(embed_tensor(backbone, xtr, enc), ytr, embed_tensor(backbone, xte, enc), k=10, t=0.1)
+    pred = knn_naive(embed_tensor(encoder, xtr), ytr, embed_tensor(encoder, xte), k=10, t=0.1)
     assert res["pretrained"]["knn_top1"] == pytest.approx(100 * float((pred == yte).mean()))
 
     ctrain, ctest = colour_folder(tmp_path / "ctrain", 10, 1), colour_folder(tmp_path / "ctest", 5, 2)

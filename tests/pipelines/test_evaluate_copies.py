@@ -13,7 +13,8 @@ from PIL import Image
 
 from encoders import copies
 from encoders.backbones import build_backbone
-from encoders.store import EncoderConfig, save_encoder
+from encoders.embed import Encoder, EncoderConfig
+from encoders.store import save_encoder
 from pipelines import evaluate
 
 
@@ -33,8 +34,8 @@ def random_encoder(tmp_path) -> Path:
     torch.manual_seed(0)
     backbone = build_backbone("smallcnn")
     run = tmp_path / "run"
-    save_encoder(run, backbone, EncoderConfig(backbone="smallcnn", small_stem=True, feat_dim=backbone.feat_dim,
-                                              image_size=32))
+    save_encoder(run, Encoder(backbone, EncoderConfig(backbone="smallcnn", small_stem=True,
+                                                      feat_dim=backbone.feat_dim, image_size=32)))
     return run
 
 
@@ -113,8 +114,8 @@ def test_tiny_encoder_size_still_gets_a_raw_pixel_baseline(tmp_path):
     torch.manual_seed(0)
     backbone = build_backbone("smallcnn")
     run = tmp_path / "run8"
-    save_encoder(run, backbone, EncoderConfig(backbone="smallcnn", small_stem=True, feat_dim=backbone.feat_dim,
-                                              image_size=8))
+    save_encoder(run, Encoder(backbone, EncoderConfig(backbone="smallcnn", small_stem=True,
+                                                      feat_dim=backbone.feat_dim, image_size=8)))
     data = noise_photos(tmp_path / "photos", 4)
     assert evaluate.main(["--encoder", str(run), "--copies", str(data), "--device", "cpu"]) == 0
     res = json.loads((run / "eval_copies.json").read_text())

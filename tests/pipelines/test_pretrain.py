@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from encoders.optim import warmup_cosine
+from encoders.optim import Schedule, warmup_cosine
 from encoders.store import load_encoder
 from pipelines import pretrain
 
@@ -75,9 +75,10 @@ def test_resume_reproduces_uninterrupted_losses(shape_folder, tmp_path, method):
     assert sorted(resumed) == sorted(full) == list(range(1, 17))
     for step in range(6, 17):
         assert resumed[step] == pytest.approx(full[step], rel=1e-5, abs=1e-6), step
-    backbone, cfg = load_encoder(tmp_path / "part")  # the encoder every method leaves is the plain backbone
-    assert cfg.method == method and cfg.feat_dim == 256
-    assert set(load_file(tmp_path / "part" / "encoder.safetensors")) == set(backbone.state_dict())
+    encoder = load_encoder(tmp_path / "part")  # the encoder every method leaves is the plain backbone
+    assert encoder.cfg.method == method and encoder.cfg.feat_dim == 256
+    whiten = {f"whiten.{k}" for k in encoder.whiten.state_dict()}
+    assert set(load_file(tmp_path / "part" / "encoder.safetensors")) == set(encoder.backbone.state_dict()) | whiten
 
 
 def test_run_dir_holds_backbone_only_and_rebuilds(shape_folder, tmp_path):
@@ -87,11 +88,14 @@ def test_run_dir_holds_backbone_only_and_rebuilds(shape_folder, tmp_path):
         assert (out / name).is_file(), name
     keys = load_file(out / "encoder.safetensors").keys()
     assert keys and not any(k.startswith(("head", "key_", "queue")) for k in keys)
-    backbone, cfg = load_encoder(out)
+    encoder = load_encoder(out)
+    cfg = encoder.cfg
     assert cfg.backbone == "smallcnn" and cfg.image_size == 16 and cfg.method == "moco"
-    assert not backbone.training
+    assert not encoder.training and not encoder.backbone.training
     with torch.no_grad():
-        assert backbone(torch.randn(2, 3, 16, 16)).shape == (2, cfg.feat_dim)
+        assert encoder.backbone(torch.randn(2, 3, 16, 16)).shape == (2, cfg.feat_dim)
+    images = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    assert torch.allclose(encoder(images).norm(dim=1), torch.ones(2))
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert {"model", "optimizer", "step", "config", "total_steps"} <= set(ckpt)
     assert "queue" in ckpt["model"] and any(k.startswith("key_backbone") for k in ckpt["model"])
@@ -157,14 +161,17 @@ def test_the_pacer_refits_only_when_behind_and_only_earlier(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(train_loop.time, "perf_counter", lambda: clock[0])
     calls = []
-    pacer = train_loop.Pacer(100.0, 1000, lambda step, total: calls.append((step, total)), torch.device("cpu"),
+    schedule = Schedule(0.1, 1000, 1.0, 10)
+    pacer = train_loop.Pacer(100.0, schedule, lambda step, total: calls.append((step, total)), torch.device("cpu"),
                              every=20)
     for step in range(1, 41):
         clock[0] = step / 5
         stop = pacer.after_step(step)
     # at step 21 (20 steps in 4 s): 79.8 s left x 5 steps/s x 0.97 = 387 more steps
     assert calls == [(21, 21 + int((100 - 21 / 5) * 5 * 0.97))] and stop == calls[0][1]
-    on_time = train_loop.Pacer(100.0, 300, lambda *a: calls.append(a), torch.device("cpu"), every=20)
+    assert schedule.total_steps == stop and len(schedule.lrs) == stop  # the one schedule, refitted
+    on_time = train_loop.Pacer(100.0, Schedule(0.1, 300, 1.0, 10), lambda *a: calls.append(a), torch.device("cpu"),
+                               every=20)
     for step in range(1, 101):
         clock[0] = step / 5
         assert on_time.after_step(step) == 300  # 5 steps/s x 100 s fits 300: never refitted
@@ -232,7 +239,7 @@ def test_snapshots_are_loadable_encoders_in_time_order(shape_folder, tmp_path):
     assert steps == sorted(set(steps)) and 1 <= steps[0] and steps[-1] <= 16
     assert seconds == sorted(seconds) and seconds[1] - seconds[0] >= 0.0001 * 60
     for snap in snaps:
-        backbone, cfg = load_encoder(snap)
+        cfg = load_encoder(snap).cfg
         assert cfg.backbone == "smallcnn" and cfg.image_size == 16
     # a new run in the same folder does not keep the old run's snapshots
     run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "1")
