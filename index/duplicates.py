@@ -5,7 +5,11 @@
     near_pairs_reranked(index, x, ids, threshold) -> the same through a compressed index: range search
                                          with a margin for the codes' error, then exact scores from x
     group_pairs(M, rows_a, rows_b)    -> connected components (size >= 2) of those pairs
-    find_duplicates(hashes, x, threshold) -> exact groups and near groups (with their pair scores)
+    find_duplicates(hashes, x, threshold, phashes=, hamming=) -> exact groups and near groups (cosine >= threshold
+                                         or pHash distance <= hamming), with their pairs' cosines and distances
+    keeper(rows, pixels, sizes, mtimes)  -> the row to keep of a group
+    action_groups(M, found)              -> exact and near groups joined where they share an image
+    with_keepers(found, pixels, sizes, mtimes) -> found + the keeper of every group
     suggest_threshold(x)              -> a collection-specific near-duplicate threshold
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ import faiss
 import numpy as np
 
 from index.faiss_index import as_vectors, search
+from index.phash import min_hamming, phash_pairs
 from index.rerank import RowMap, exact_scores, pair_scores
 
 
@@ -148,29 +153,73 @@ def suggest_threshold(x: np.ndarray, flagged: float = 0.01, sample: int = 5000, 
     return float(np.clip(np.quantile(D[:, 1], 1.0 - flagged), -1.0, 1.0))
 
 
-def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float, max_pairs: int | None = None,
-                    index: faiss.Index | None = None, ids: np.ndarray | None = None) -> dict:
-    """Exact groups (same sha256) and near groups (cosine >= threshold) of the M indexed rows.
+def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, max_pairs: int | None = None,
+                    index: faiss.Index | None = None, ids: np.ndarray | None = None,
+                    phashes: np.ndarray | None = None, hamming: int | None = None,
+                    hash_kinds: tuple[str, ...] = ("plain",), hashed: np.ndarray | None = None) -> dict:
+    """Exact groups (same sha256) and near groups of the M indexed rows.
 
-    Near pairs come from an exact range search over x, or, given a compressed `index` keyed by
-    `ids`, from `near_pairs_reranked` (for collections too large to scan pairwise; the
-    scores are exact either way). Pairs of byte-identical files are reported only as exact. Returns
-    {"exact": [[row, ...], ...], "near": [{"rows": [...], "pairs": [(a, b, score), ...]}, ...]}.
+    A near pair has cosine >= `threshold` (None: the encoder is not asked), or, given perceptual
+    hashes `phashes` uint64 (M, 4) (`index.phash`) and `hamming`, a pHash distance <= `hamming`
+    over `hash_kinds` (`hashed` (M,) bool: rows that have a hash; default all). Cosine pairs come
+    from an exact range search over x, or, given a compressed `index` keyed by `ids`, from
+    `near_pairs_reranked` (the scores are exact either way). Pairs of byte-identical files are
+    reported only as exact. Returns {"exact": [[row, ...], ...], "near": [{"rows": [...],
+    "pairs": [(a, b, cosine), ...], "hamming": [distance or -1 per pair]}, ...]}.
     """
     exact = exact_groups(hashes)
-    if index is None:
-        a, b, s = near_pairs(x, threshold, max_pairs=max_pairs)
-    else:
-        a, b, s = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+    a, b = np.empty(0, np.int64), np.empty(0, np.int64)
+    if threshold is not None:
+        if index is None:
+            a, b, _ = near_pairs(x, threshold, max_pairs=max_pairs)
+        else:
+            a, b, _ = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+    if phashes is not None and hamming is not None:
+        rows = np.arange(len(hashes)) if hashed is None else np.flatnonzero(hashed)  # (H,) rows with a hash
+        ha, hb, _ = phash_pairs(phashes[rows], hamming, hash_kinds)
+        pairs = np.unique(np.concatenate([np.stack([a, b], 1), np.stack([rows[ha], rows[hb]], 1)]), axis=0)
+        a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     _, code = np.unique(np.asarray(hashes), return_inverse=True)  # (M,) one int per distinct hash
     keep = code[a] != code[b]
-    a, b, s = a[keep], b[keep], s[keep]
+    a, b = a[keep], b[keep]
+    s = pair_scores(x, a, b)  # (P,) exact cosines
+    dist = np.full(len(a), -1, np.int64)
+    if phashes is not None:
+        has = np.ones(len(hashes), bool) if hashed is None else np.asarray(hashed, bool)
+        both = has[a] & has[b]
+        dist[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds)
     groups = group_pairs(len(hashes), a, b)
     group_of = {r: g for g, rows in enumerate(groups) for r in rows}
-    pairs: list[list[tuple[int, int, float]]] = [[] for _ in groups]
-    for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()):
-        pairs[group_of[i]].append((i, j, v))
-    return {"exact": exact, "near": [{"rows": g, "pairs": p} for g, p in zip(groups, pairs)]}
+    pairs_of: list[list[tuple[int, int, float]]] = [[] for _ in groups]
+    dist_of: list[list[int]] = [[] for _ in groups]
+    for i, j, v, d in zip(a.tolist(), b.tolist(), s.tolist(), dist.tolist()):
+        pairs_of[group_of[i]].append((i, j, v))
+        dist_of[group_of[i]].append(d)
+    return {"exact": exact, "near": [{"rows": g, "pairs": p, "hamming": d}
+                                     for g, p, d in zip(groups, pairs_of, dist_of)]}
+
+
+def keeper(rows: list[int], pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> int:
+    """The row to keep in a group: most pixels, then the largest file, then the newest, then the first."""
+    return max(rows, key=lambda r: (int(pixels[r]), int(sizes[r]), int(mtimes[r]), -r))
+
+
+def action_groups(m: int, found: dict) -> list[list[int]]:
+    """Exact and near groups of `find_duplicates` joined where they share an image: the groups a
+    user acts on (one keeper each), connected components over all their pairs."""
+    a = [g[0] for g in found["exact"] for _ in g[1:]] + [i for g in found["near"] for i, _, _ in g["pairs"]]
+    b = [r for g in found["exact"] for r in g[1:]] + [j for g in found["near"] for _, j, _ in g["pairs"]]
+    return group_pairs(m, np.array(a, np.int64), np.array(b, np.int64))
+
+
+def with_keepers(found: dict, pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> dict:
+    """`found` plus "keepers": the `keeper` of each exact and near group, and the `action_groups`
+    with theirs: {"exact": [row], "near": [row], "groups": [[row, ...]], "group_keepers": [row]}."""
+    groups = action_groups(len(pixels), found)
+    return {**found, "keepers": {
+        "exact": [keeper(g, pixels, sizes, mtimes) for g in found["exact"]],
+        "near": [keeper(g["rows"], pixels, sizes, mtimes) for g in found["near"]],
+        "groups": groups, "group_keepers": [keeper(g, pixels, sizes, mtimes) for g in groups]}}
 
 
 def near_groups_best_first(near: list[dict], shown: int = 3) -> list[tuple[dict, float, list[int]]]:

@@ -53,11 +53,19 @@ def clusters_csv(paths: list[str], labels: np.ndarray, scores: np.ndarray) -> st
 
 def named_duplicates(paths: list[str], hashes: list[str], found: dict) -> dict:
     """`index.duplicates.find_duplicates` output (rows) -> {"exact": [{sha256, paths}],
-    "near": [{paths, pairs: [{a, b, score}]}]}, as pipelines.duplicates writes it."""
+    "near": [{paths, pairs: [{a, b, score[, hamming]}]}]}, as pipelines.duplicates writes it;
+    with `found["keepers"]` (`index.duplicates.with_keepers`) each group also names its keeper."""
+    keepers = found.get("keepers", {})
     exact = [{"sha256": hashes[g[0]], "paths": [paths[r] for r in g]} for g in found["exact"]]
-    near = [{"paths": [paths[r] for r in g["rows"]],
-             "pairs": [{"a": paths[i], "b": paths[j], "score": round(float(v), 4)} for i, j, v in g["pairs"]]}
-            for g in found["near"]]
+    near = []
+    for g in found["near"]:
+        dists = g.get("hamming") or [-1] * len(g["pairs"])
+        pairs = [{"a": paths[i], "b": paths[j], "score": round(float(v), 4), **({"hamming": d} if d >= 0 else {})}
+                 for (i, j, v), d in zip(g["pairs"], dists)]
+        near.append({"paths": [paths[r] for r in g["rows"]], "pairs": pairs})
+    for kind, groups in (("exact", exact), ("near", near)):
+        for group, k in zip(groups, keepers.get(kind, [])):
+            group["keeper"] = paths[k]
     return {"exact": exact, "near": near}
 
 
