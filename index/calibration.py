@@ -10,7 +10,8 @@ pair that must not: the hardest pair of distinct photos there is (same scene, sa
 
     edited_pairs(files, rows, x, phashes, embed, ...) -> Evidence: cosine and pHashes of both kinds of pair
     choose_threshold(pos_cos, pos_hit, neg_cos, neg_hit, target_recall, max_distinct) -> (threshold, how)
-    calibrate(evidence, hamming, kinds, target_recall, max_distinct) -> Calibration (value, rates, sentence)
+    calibrate(evidence, hamming, kinds, target_recall, max_distinct) -> Calibration: the rule "pHash distance
+        <= hamming and cosine >= floor, or cosine >= threshold", its rates and a sentence saying them
 
 Photos are edited at a working size (longer side <= 512 px), a few at a time, so calibration
 needs little memory whatever the photos' resolution. Legend: P edited copies, N distinct pairs, D dim.
@@ -30,6 +31,7 @@ from encoders.imagefolder import UnreadableImage, open_rgb
 from index.phash import image_hashes, min_hamming
 
 log = logging.getLogger(__name__)
+FLOOR_QUANTILE = 0.01  # of the cosines of the edited copies the pHash finds: below it a hash match is not trusted
 
 
 @dataclass
@@ -119,6 +121,18 @@ def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarr
                   f"{target_recall:.0%} of edited copies would need {t_hi:.3f}, which flags more")
 
 
+def hash_floor(pos_cos: np.ndarray, neg_cos: np.ndarray, negatives: int, max_rate: float) -> float:
+    """The cosine a pHash match must also reach: flat, simple pictures (logos, documents, drawings)
+    share pHashes without being copies. The lowest value that 99% of the copies the hash finds
+    reach, raised until hash matches among the `negatives` distinct pairs (their cosines
+    `neg_cos`) are at most `max_rate` of them."""
+    floor = float(np.quantile(pos_cos, FLOOR_QUANTILE)) if len(pos_cos) else 1.0
+    allowed = int(np.floor(max_rate * negatives))  # distinct pairs the hash may still flag
+    if len(neg_cos) > allowed:
+        floor = max(floor, float(np.nextafter(np.sort(neg_cos)[::-1][allowed], np.float32(2))))
+    return min(floor, 1.0)
+
+
 @dataclass
 class Calibration:
     """The chosen rule and what it does on the calibration pairs (saved in duplicates.json)."""
@@ -126,6 +140,7 @@ class Calibration:
     threshold: float  # cosine
     hamming: int | None  # pHash distance (None: no hash)
     hash_kinds: list[str]
+    floor: float  # a pHash match also needs cosine >= floor
     recall: float  # edited copies found by the rule (hash or cosine)
     encoder_recall: float  # edited copies with cosine >= threshold
     distinct_rate: float  # distinct pairs flagged by the rule
@@ -149,7 +164,10 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
         min_hamming(ev.pos_hash_a, ev.pos_hash_b, kinds) <= hamming  # (P,)
     neg_hit = np.zeros(len(ev.neg_cos), bool) if hamming is None else \
         min_hamming(ev.neg_hash_a, ev.neg_hash_b, kinds) <= hamming  # (N,)
+    floor = hash_floor(ev.pos_cos[pos_hit], ev.neg_cos[neg_hit], len(ev.neg_cos), max_distinct / 2)
+    pos_hit, neg_hit = pos_hit & (ev.pos_cos >= floor), neg_hit & (ev.neg_cos >= floor)
     t, how = choose_threshold(ev.pos_cos, pos_hit, ev.neg_cos, neg_hit, target_recall, max_distinct)
+    floor = min(floor, t)
     found = pos_hit | (ev.pos_cos >= t)
     rate = float((neg_hit | (ev.neg_cos >= t)).mean())
     enc_recall = float((ev.pos_cos >= t).mean())
@@ -157,5 +175,5 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
     hashed = "" if hamming is None else f" ({found.mean():.0%} found with the pHash too: distance <= {hamming})"
     sentence = (f"threshold {t:.3f}: {enc_recall:.0%} of edited copies of {ev.photos} of this collection's photos "
                 f"score above it{hashed}, {rate:.1%} of distinct pairs (crops of different parts of one photo) do")
-    return Calibration(round(t, 4), hamming, list(kinds), float(found.mean()), enc_recall, rate, by_edit,
+    return Calibration(round(t, 4), hamming, list(kinds), round(floor, 4), float(found.mean()), enc_recall, rate, by_edit,
                        len(ev.pos_cos), len(ev.neg_cos), ev.photos, how, sentence)

@@ -156,12 +156,14 @@ def suggest_threshold(x: np.ndarray, flagged: float = 0.01, sample: int = 5000, 
 def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, max_pairs: int | None = None,
                     index: faiss.Index | None = None, ids: np.ndarray | None = None,
                     phashes: np.ndarray | None = None, hamming: int | None = None,
-                    hash_kinds: tuple[str, ...] = ("plain",), hashed: np.ndarray | None = None) -> dict:
+                    hash_kinds: tuple[str, ...] = ("plain",), hashed: np.ndarray | None = None,
+                    hash_floor: float = -1.0) -> dict:
     """Exact groups (same sha256) and near groups of the M indexed rows.
 
     A near pair has cosine >= `threshold` (None: the encoder is not asked), or, given perceptual
     hashes `phashes` uint64 (M, 4) (`index.phash`) and `hamming`, a pHash distance <= `hamming`
-    over `hash_kinds` (`hashed` (M,) bool: rows that have a hash; default all). Cosine pairs come
+    over `hash_kinds` and a cosine >= `hash_floor` (`hashed` (M,) bool: rows that have a hash;
+    default all). Cosine pairs come
     from an exact range search over x, or, given a compressed `index` keyed by `ids`, from
     `near_pairs_reranked` (the scores are exact either way). Pairs of byte-identical files are
     reported only as exact. Returns {"exact": [[row, ...], ...], "near": [{"rows": [...],
@@ -177,7 +179,9 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, m
     if phashes is not None and hamming is not None:
         rows = np.arange(len(hashes)) if hashed is None else np.flatnonzero(hashed)  # (H,) rows with a hash
         ha, hb, _ = phash_pairs(phashes[rows], hamming, hash_kinds)
-        pairs = np.unique(np.concatenate([np.stack([a, b], 1), np.stack([rows[ha], rows[hb]], 1)]), axis=0)
+        ha, hb = rows[ha], rows[hb]
+        trusted = pair_scores(x, ha, hb) >= np.float32(hash_floor)
+        pairs = np.unique(np.concatenate([np.stack([a, b], 1), np.stack([ha[trusted], hb[trusted]], 1)]), axis=0)
         a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     _, code = np.unique(np.asarray(hashes), return_inverse=True)  # (M,) one int per distinct hash
     keep = code[a] != code[b]

@@ -118,24 +118,25 @@ def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> dict:
     log.info("perceptual hashes of %d images in %.1fs (%d unreadable)", len(items), time.perf_counter() - t0,
              int((~ok).sum()))
     uses_encoder, kinds = DETECTORS[cfg.detector]
-    calibration, threshold = None, None
-    if uses_encoder:
-        if cfg.threshold is not None:
-            threshold, reason = cfg.threshold, f"threshold {cfg.threshold:.3f}: given with --threshold"
-        else:
-            calibration = run_calibration(loaded, cfg, files, phashes)
-            threshold, reason = calibration["threshold"], calibration["sentence"]
-    else:
+    calibration, threshold, floor = None, None, -1.0
+    if uses_encoder and (cfg.threshold is None or kinds):  # combined: the hash's cosine floor is calibrated too
+        calibration = run_calibration(loaded, cfg, files, phashes)
+        threshold, floor, reason = calibration["threshold"], calibration["floor"], calibration["sentence"]
+    if uses_encoder and cfg.threshold is not None:
+        threshold, floor = cfg.threshold, min(floor, cfg.threshold)
+        reason = f"threshold {cfg.threshold:.3f}: given with --threshold"
+    if not uses_encoder:
         reason = f"pHash distance <= {cfg.hamming} (no encoder)"
     compressed = "rerank" in loaded.manifest.search_params  # too large to scan pairwise: re-ranked range search
     found = find_duplicates(hashes, loaded.embeddings, threshold, index=loaded.index if compressed else None,
                             ids=loaded.ids, phashes=phashes, hamming=cfg.hamming if kinds else None,
-                            hash_kinds=kinds or ("plain",), hashed=ok)
+                            hash_kinds=kinds or ("plain",), hashed=ok, hash_floor=floor)
     found = with_keepers(found, pixels, np.array([it.size for it in items]), np.array([it.mtime_ns for it in items]))
     named = named_duplicates(paths, hashes, found)
     k = found["keepers"]
     groups = [{"paths": [paths[r] for r in g], "keeper": paths[keep]} for g, keep in zip(k["groups"], k["group_keepers"])]
-    return {"threshold": threshold, "hamming": cfg.hamming if kinds else None, "detector": cfg.detector,
+    return {"threshold": threshold, "hamming": cfg.hamming if kinds else None, "hash_floor": floor,
+            "detector": cfg.detector,
             "reason": reason, "calibration": calibration, "exact": named["exact"], "near": named["near"],
             "groups": groups, "index_created": loaded.manifest.created, "_rows": (k["groups"], k["group_keepers"])}
 
