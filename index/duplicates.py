@@ -10,17 +10,23 @@
     keeper(rows, pixels, sizes, mtimes)  -> the row to keep of a group
     action_groups(M, found)              -> exact and near groups joined where they share an image
     with_keepers(found, pixels, sizes, mtimes) -> found + the keeper of every group
+    detect_duplicates(loaded, threshold, hamming, ...) -> the same on a loaded index, pHashes cached beside it
+    saved_rule(index_dir, created)       -> the rule pipelines.duplicates saved for this build (for the page)
     suggest_threshold(x)              -> a collection-specific near-duplicate threshold
 """
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
 
 import faiss
 import numpy as np
+from PIL import Image
 
 from index.faiss_index import as_vectors, search
-from index.phash import min_hamming, phash_pairs
+from index.phash import load_or_compute, min_hamming, phash_pairs
 from index.rerank import RowMap, exact_scores, pair_scores
 
 
@@ -224,6 +230,57 @@ def with_keepers(found: dict, pixels: np.ndarray, sizes: np.ndarray, mtimes: np.
         "exact": [keeper(g, pixels, sizes, mtimes) for g in found["exact"]],
         "near": [keeper(g["rows"], pixels, sizes, mtimes) for g in found["near"]],
         "groups": groups, "group_keepers": [keeper(g, pixels, sizes, mtimes) for g in groups]}}
+
+
+DUPLICATES_FILE = "duplicates.json"  # INDEX_DIR/DUPLICATES_FILE: written by pipelines.duplicates
+
+
+def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
+    """The rule pipelines.duplicates saved for this build of the index (its manifest's `created`):
+    {"threshold", "hamming", "hash_floor", "hash_kinds", "sentence", ...}; None when there is none,
+    it is unreadable or it was made for another build."""
+    try:
+        saved = json.loads((Path(index_dir) / DUPLICATES_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("index_created") != created or saved.get("threshold") is None:
+        return None
+    cal = saved.get("calibration") if isinstance(saved.get("calibration"), dict) else {}
+    return {"threshold": float(saved["threshold"]), "hamming": saved.get("hamming"),
+            "hash_floor": float(saved.get("hash_floor", -1.0)), "hash_kinds": tuple(cal.get("hash_kinds", ("plain",))),
+            "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
+
+
+def header_pixels(files: list[Path], rows: list[int]) -> np.ndarray:
+    """Width x height of files[rows] from their headers (0 if unreadable) -> int64 (M,), zeros elsewhere."""
+    out = np.zeros(len(files), np.int64)
+    for r in rows:
+        try:
+            with Image.open(files[r]) as im:
+                out[r] = im.width * im.height
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return out
+
+
+def detect_duplicates(loaded, threshold: float | None, hamming: int | None = None, hash_floor: float = -1.0,
+                      hash_kinds: tuple[str, ...] = ("plain",), max_pairs: int | None = None) -> dict:
+    """`find_duplicates` on a loaded index (`index.store.LoadedIndex`) with `with_keepers`: pHashes
+    (when `hamming` is given) from INDEX_DIR/phash.npz, computed and cached where missing."""
+    items = loaded.manifest.items
+    hashes = [it.sha256 for it in items]
+    files = [loaded.absolute(it.path) for it in items]
+    phashes = ok = None
+    if hamming is not None:
+        ok, phashes, pixels = load_or_compute(loaded.directory, files, hashes)
+    compressed = "rerank" in loaded.manifest.search_params  # too large to scan pairwise: re-ranked range search
+    found = find_duplicates(hashes, loaded.embeddings, threshold, max_pairs=max_pairs,
+                            index=loaded.index if compressed else None, ids=loaded.ids, phashes=phashes,
+                            hamming=hamming, hash_kinds=hash_kinds, hashed=ok, hash_floor=hash_floor)
+    if hamming is None:
+        grouped = sorted({r for g in found["exact"] for r in g} | {r for g in found["near"] for r in g["rows"]})
+        pixels = header_pixels(files, grouped)
+    return with_keepers(found, pixels, np.array([it.size for it in items]), np.array([it.mtime_ns for it in items]))
 
 
 def near_groups_best_first(near: list[dict], shown: int = 3) -> list[tuple[dict, float, list[int]]]:

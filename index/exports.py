@@ -3,6 +3,7 @@
     clusters_csv(paths, labels, scores)     -> "path,cluster,score\\n..." (one row per image)
     named_duplicates(paths, hashes, found)  -> find_duplicates' rows turned into paths
     duplicates_csv(named)                   -> "group,kind,path,score\\n..." (one row per image of a group)
+    move_plan_json(paths, found, index_dir) -> each group's keeper and the extras --move-extras would move
     write_cluster_folders(out, root, paths, labels, copy=False)  -> OUT/cluster_NN/<name> per image
 
 The same functions serve `pipelines.cluster --export`, `pipelines.duplicates --export` and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -82,6 +84,19 @@ def duplicates_csv(named: dict) -> str:
                 best[p] = max(best.get(p, -1.0), pair["score"])
         rows += [(g, "near", p, f"{best[p]:.4f}") for p in group["paths"]]
     return _csv(DUPLICATE_COLUMNS, rows)
+
+
+def move_plan_json(paths: list[str], found: dict, index_dir: str) -> str:
+    """The move plan of `index.duplicates.with_keepers` output as JSON text: per group the keeper
+    and the extras that `pipelines.duplicates --move-extras TARGET` would move (nothing is moved
+    by writing it)."""
+    k = found["keepers"]
+    groups = [{"keeper": paths[keep], "extras": [paths[r] for r in g if r != keep]}
+              for g, keep in zip(k["groups"], k["group_keepers"])]
+    return json.dumps({"index": index_dir, "files_to_move": sum(len(g["extras"]) for g in groups),
+                       "how": f"python -m pipelines.duplicates --index {index_dir} --move-extras TARGET "
+                              f"(TARGET outside the data folder; undo with --undo TARGET/moves-*.json)",
+                       "groups": groups}, indent=1) + "\n"
 
 
 def write_cluster_folders(out: str | os.PathLike, root: str | os.PathLike, paths: list[str], labels: np.ndarray,

@@ -28,7 +28,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ from encoders.copies import pick_sample
 from encoders.embed import embed_images
 from encoders.store import EncoderLoadError, atomic_write_json, load_recorded_encoder
 from index.calibration import Calibration, calibrate, edited_pairs
-from index.duplicates import TooManyPairs, find_duplicates, with_keepers
+from index.duplicates import DUPLICATES_FILE as DUPLICATES, TooManyPairs, detect_duplicates
 from index.exports import duplicates_csv, named_duplicates, refuse_inside, save_csv
 from index.moves import MoveRefused, move_files, plan_moves, read_moves, undo_moves
 from index.phash import HASH_KINDS, HashCache, load_or_compute
@@ -45,7 +45,6 @@ from index.store import IndexLoadError, LoadedIndex, load_index
 from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
-DUPLICATES = "duplicates.json"
 DETECTORS = {  # detector -> (uses the encoder, pHash kinds compared)
     "combined": (True, HASH_KINDS),
     "encoder": (True, ()),
@@ -112,33 +111,28 @@ def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> dict:
     """Duplicates of the index as duplicates.json holds them (see the module docstring)."""
     items = loaded.manifest.items
     paths, hashes = [it.path for it in items], [it.sha256 for it in items]
-    files = [loaded.absolute(p) for p in paths]
-    t0 = time.perf_counter()
-    ok, phashes, pixels = load_or_compute(loaded.directory, files, hashes)
-    log.info("perceptual hashes of %d images in %.1fs (%d unreadable)", len(items), time.perf_counter() - t0,
-             int((~ok).sum()))
     uses_encoder, kinds = DETECTORS[cfg.detector]
     calibration, threshold, floor = None, None, -1.0
     if uses_encoder and (cfg.threshold is None or kinds):  # combined: the hash's cosine floor is calibrated too
-        calibration = run_calibration(loaded, cfg, files, phashes)
+        t0 = time.perf_counter()
+        ok, phashes, _ = load_or_compute(loaded.directory, [loaded.absolute(p) for p in paths], hashes)
+        log.info("perceptual hashes of %d images in %.1fs (%d unreadable)", len(items), time.perf_counter() - t0,
+                 int((~ok).sum()))
+        calibration = run_calibration(loaded, cfg, [loaded.absolute(p) for p in paths], phashes)
         threshold, floor, reason = calibration["threshold"], calibration["floor"], calibration["sentence"]
     if uses_encoder and cfg.threshold is not None:
         threshold, floor = cfg.threshold, min(floor, cfg.threshold)
         reason = f"threshold {cfg.threshold:.3f}: given with --threshold"
     if not uses_encoder:
         reason = f"pHash distance <= {cfg.hamming} (no encoder)"
-    compressed = "rerank" in loaded.manifest.search_params  # too large to scan pairwise: re-ranked range search
-    found = find_duplicates(hashes, loaded.embeddings, threshold, index=loaded.index if compressed else None,
-                            ids=loaded.ids, phashes=phashes, hamming=cfg.hamming if kinds else None,
-                            hash_kinds=kinds or ("plain",), hashed=ok, hash_floor=floor)
-    found = with_keepers(found, pixels, np.array([it.size for it in items]), np.array([it.mtime_ns for it in items]))
+    found = detect_duplicates(loaded, threshold, cfg.hamming if kinds else None, floor, kinds or ("plain",))
     named = named_duplicates(paths, hashes, found)
     k = found["keepers"]
     groups = [{"paths": [paths[r] for r in g], "keeper": paths[keep]} for g, keep in zip(k["groups"], k["group_keepers"])]
     return {"threshold": threshold, "hamming": cfg.hamming if kinds else None, "hash_floor": floor,
-            "detector": cfg.detector,
-            "reason": reason, "calibration": calibration, "exact": named["exact"], "near": named["near"],
-            "groups": groups, "index_created": loaded.manifest.created, "_rows": (k["groups"], k["group_keepers"])}
+            "detector": cfg.detector, "reason": reason, "calibration": calibration, "exact": named["exact"],
+            "near": named["near"], "groups": groups, "index_created": loaded.manifest.created,
+            "_rows": (k["groups"], k["group_keepers"])}
 
 
 def update_index(index_dir: str | Path, encoder: str | None, cache: HashCache) -> None:
