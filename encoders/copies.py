@@ -101,7 +101,8 @@ def retone(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 
 def framed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Shown smaller (50-90%) on a plain black, white or grey screen of another shape (a screenshot)."""
+    """Shown smaller (50-90%) on a plain black, white or grey screen of another shape, half the time
+    under a status bar (a screenshot)."""
     w, h = img.size
     s = rng.uniform(0.5, 0.9)
     aspect = float(rng.choice([9 / 19.5, 3 / 4, 16 / 9, 16 / 10]))  # screen width / height
@@ -110,6 +111,12 @@ def framed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     sh = max(round(sw / aspect), round(h * 1.02))
     canvas = Image.new("RGB", (sw, sh), tuple([int(rng.choice([0, 30, 128, 240, 255]))] * 3))
     canvas.paste(img, ((sw - w) // 2, (sh - h) // 2))
+    if rng.random() < 0.5:  # a status bar with a few light marks (clock, icons) along the top
+        bar = max(2, round(sh * rng.uniform(0.02, 0.05)))
+        canvas.paste(tuple(int(v) for v in rng.integers(0, 80, 3)), (0, 0, sw, bar))
+        for _ in range(int(rng.integers(2, 5))):
+            x = int(rng.integers(0, max(1, sw - bar)))
+            canvas.paste((235, 235, 235), (x, bar // 4, x + bar, bar - bar // 4))
     return canvas.resize((w, max(1, round(sh * w / sw))), Image.Resampling.BICUBIC)  # the screen at the photo's width
 
 

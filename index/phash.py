@@ -44,10 +44,13 @@ def phash(img: Image.Image) -> np.uint64:
     return phash_array(np.asarray(grey, np.float64))
 
 
-def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.4) -> Image.Image:
-    """`img` without plain bands along its edges (letterbox bars, the frame of a screenshot):
-    rows / columns whose grey values all lie within `tolerance` of that edge's median colour,
-    at most `max_trim` of the size from each side. Found on a <= 256 px copy; cropped on `img`."""
+def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.45, bar: float = 0.06
+                 ) -> Image.Image:
+    """`img` without the plain bands along its edges: letterbox bars, the screen around a photo in a
+    screenshot. From each edge inwards, lines (rows / columns) that are one colour (every grey value
+    within `tolerance` of the line's median) are cut, and so is a thin band (at most `bar` of the
+    size: a status bar with its clock and icons) between plain lines; at most `max_trim` of the size
+    from each side. Found on a <= 256 px copy; cropped on `img`."""
     small = img.convert("L")
     small.thumbnail((256, 256), Image.Resampling.BILINEAR)
     g = np.asarray(small, np.float32)  # (h, w)
@@ -55,14 +58,30 @@ def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.
     if h < 8 or w < 8:
         return img
 
-    def plain_run(lines: np.ndarray, limit: int) -> int:  # lines: (n, L), from the edge inwards
-        ref = np.median(lines[0])
-        dev = np.abs(lines - ref).max(axis=1)  # (n,) largest deviation of each line from the edge colour
-        run = int(np.argmax(dev > tolerance)) if (dev > tolerance).any() else len(dev)
-        return min(run, limit)
+    def cut(lines: np.ndarray) -> int:  # lines (n, L) from the edge inwards -> how many to cut
+        n = len(lines)
+        plain = np.abs(lines - np.median(lines, axis=1, keepdims=True)).max(axis=1) <= tolerance  # (n,)
+        at, thin = 0, max(1, int(bar * n))
+        while at < n and plain[at]:
+            at += 1
+        while 0 < at < n:  # after plain lines, a thin busy band then plain lines again: a bar, cut it too
+            after = np.flatnonzero(plain[at:at + thin + 1])
+            if not len(after):
+                break
+            end = nxt = at + after[0]
+            while end < n and plain[end]:
+                end += 1
+            if end - nxt < 2:  # a single plain line inside the picture is no border
+                break
+            at = end
+        return min(at, int(n * max_trim))
 
-    top, bottom = plain_run(g, int(h * max_trim)), plain_run(g[::-1], int(h * max_trim))
-    left, right = plain_run(g.T, int(w * max_trim)), plain_run(g.T[::-1], int(w * max_trim))
+    top = bottom = left = right = 0
+    for _ in range(2):  # rows, then columns of what is left (a bar across the top is not in a column's way), again
+        inner = g[:, left:w - right]
+        top, bottom = cut(inner), cut(inner[::-1])
+        inner = g[top:h - bottom]
+        left, right = cut(inner.T), cut(inner.T[::-1])
     if top + bottom + left + right == 0:
         return img
     sx, sy = img.width / w, img.height / h
