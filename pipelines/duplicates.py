@@ -107,8 +107,9 @@ def run_calibration(loaded: LoadedIndex, cfg: DuplicatesConfig, files: list[Path
     return cal.to_json()
 
 
-def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> dict:
-    """Duplicates of the index as duplicates.json holds them (see the module docstring)."""
+def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> tuple[dict, tuple[list[list[int]], list[int]]]:
+    """Duplicates of the index as duplicates.json holds them (see the module docstring), and the
+    groups to act on as rows with their keepers' rows."""
     items = loaded.manifest.items
     paths, hashes = [it.path for it in items], [it.sha256 for it in items]
     uses_encoder, kinds = DETECTORS[cfg.detector]
@@ -131,8 +132,8 @@ def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> dict:
     groups = [{"paths": [paths[r] for r in g], "keeper": paths[keep]} for g, keep in zip(k["groups"], k["group_keepers"])]
     return {"threshold": threshold, "hamming": cfg.hamming if kinds else None, "hash_floor": floor,
             "detector": cfg.detector, "reason": reason, "calibration": calibration, "exact": named["exact"],
-            "near": named["near"], "groups": groups, "index_created": loaded.manifest.created,
-            "_rows": (k["groups"], k["group_keepers"])}
+            "near": named["near"], "groups": groups, "index_created": loaded.manifest.created}, \
+        (k["groups"], k["group_keepers"])
 
 
 def update_index(index_dir: str | Path, encoder: str | None, cache: HashCache) -> None:
@@ -146,9 +147,8 @@ def update_index(index_dir: str | Path, encoder: str | None, cache: HashCache) -
     cache.write(index_dir)
 
 
-def move_extras(loaded: LoadedIndex, result: dict, cfg: DuplicatesConfig) -> dict:
+def move_extras(loaded: LoadedIndex, groups: list[list[int]], keepers: list[int], cfg: DuplicatesConfig) -> dict:
     """Move every non-keeper of each group into cfg.move_extras (see `index.moves`); update the index."""
-    groups, keepers = result.pop("_rows")
     plan = plan_moves(loaded.manifest.data_root, cfg.move_extras, loaded.manifest.items, groups, keepers)
     manifest = Path(cfg.move_extras) / f"moves-{time.strftime('%Y%m%dT%H%M%S')}.json"
     cache = HashCache.read(loaded.directory)
@@ -176,8 +176,7 @@ def run(cfg: DuplicatesConfig) -> dict:
         return run_undo(cfg)
     loaded = load_index(cfg.index, use_gpu=False)
     refuse_inside(cfg.export, loaded.manifest.data_root, "--export")
-    result = detect(loaded, cfg)
-    rows = result.pop("_rows")
+    result, (groups, keepers) = detect(loaded, cfg)
     atomic_write_json(Path(cfg.index) / DUPLICATES, result)
     if cfg.export:
         save_csv(cfg.export, duplicates_csv({"exact": result["exact"], "near": result["near"]}))
@@ -185,7 +184,7 @@ def run(cfg: DuplicatesConfig) -> dict:
     log.info("%d exact-duplicate groups, %d near-duplicate groups (%s); wrote %s", len(result["exact"]),
              len(result["near"]), result["reason"], Path(cfg.index) / DUPLICATES)
     if cfg.move_extras:
-        result["moves"] = move_extras(loaded, {**result, "_rows": rows}, cfg)
+        result["moves"] = move_extras(loaded, groups, keepers, cfg)
     return result
 
 
@@ -220,7 +219,7 @@ def parse_args(argv=None) -> DuplicatesConfig:
 
 FLAGS = {
     TooManyPairs: "raise --threshold",
-    EncoderLoadError: "give the encoder's run folder with --encoder, or a --threshold",
+    EncoderLoadError: "give the encoder's run folder with --encoder (calibration needs it), or use --detector phash",
     MoveRefused: "nothing was moved",
     IndexLoadError: "check --index",
 }
