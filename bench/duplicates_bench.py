@@ -5,10 +5,13 @@
 Planted sets built from the real photos of `bench/datasets.py photos` (scikit-image / scikit-learn
 samples and the gnome / ukui / lomiri-20.04 / sway Debian wallpapers), under bench/results/tmp/:
 
-* small (~100 images): most photos as they are; 42 of them get one copy each, 6 of every kind:
+Source photos that are copies or variants of each other (skimage's cat is chelsea; GNOME's
+light / dark wallpaper pairs) are kept once, else the "truth" would call real duplicates false.
+
+* small (~90 images): the photos as they are, with 42 copies between them, 6 of every kind:
   resave (60% of the size, JPEG quality 55-75), crop (2-8% of the area cut off), tone (5-15%
   brighter), mirror, grey, screenshot (the photo on a phone or desktop screen with a status /
-  title bar and plain borders), exact (the same bytes under another name). 6 more photos are
+  title bar and plain borders), exact (the same bytes under another name). 4 more photos are
   only there as two 60% crops of different parts (the same scene, not a copy: must NOT be paired).
 * large (--large, 10,000): half of the photos with all 7 copies each, the other half only as
   their pair of distinct crops, padded with Fashion-MNIST training images (there are far fewer photos than 10k; a padding image is
@@ -149,7 +152,7 @@ def plant(out: Path, photos: list[Path], copies: dict[int, list[str]], scenes: l
                         (lambda p, im=b: save_jpeg(im, p), f"scene{g}b", "scene", ".jpg")]
             continue
         entries.append((lambda p, s=src: shutil.copyfile(s, p), f"photo{g}", "original", src.suffix))
-        for kind in copies.get(i, []):
+        for kind in copies.get(i, []):  # a photo with two copies of one kind gets two different ones
             if kind == "exact":
                 entries.append((lambda p, s=src: shutil.copyfile(s, p), f"photo{g}", kind, src.suffix))
             elif kind == "resave":
@@ -170,14 +173,29 @@ def plant(out: Path, photos: list[Path], copies: dict[int, list[str]], scenes: l
     return {"files": files}
 
 
+SAME_PICTURE = ("skimage_cat.png",)  # skimage.data.cat() is chelsea(): the same photo twice
+
+
+def source_photos(folder: Path) -> list[Path]:
+    """The bench photos without pictures that are copies or variants of one another: skimage's cat
+    (= chelsea) and the dark twin of each GNOME light/dark wallpaper pair (same design, other colours)."""
+    photos = sorted(q for q in folder.iterdir() if q.suffix in (".jpg", ".png"))
+    names = {q.name for q in photos}
+    return [q for q in photos if q.name not in SAME_PICTURE
+            and not (q.stem.endswith("-d") and q.name.replace("-d.", "-l.") in names)]
+
+
 def small_set(photos: list[Path], seed: int) -> tuple[dict[int, list[str]], list[int]]:
-    """6 scene photos, then one copy each for 42 photos (6 per kind); the rest stay alone."""
+    """4 scene photos; the others get 42 copies between them (6 per kind, the first ones two);
+    the rest stay alone."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(photos)).tolist()
-    scenes, rest = order[:6], order[6:]
-    if len(rest) < 42:
-        raise SystemExit(f"need at least 48 photos, have {len(photos)}")
-    copies = {i: [KINDS[n % len(KINDS)]] for n, i in enumerate(rest[:42])}
+    scenes, rest = order[:4], order[4:]
+    if len(rest) < 21:
+        raise SystemExit(f"need at least 25 photos, have {len(photos)}")
+    copies: dict[int, list[str]] = {}
+    for n in range(42):
+        copies.setdefault(rest[n % len(rest)], []).append(KINDS[n % len(KINDS)])
     return copies, scenes
 
 
@@ -244,6 +262,7 @@ def detect(index: Path, args: list[str]) -> tuple[dict, float]:
 
 def bench_set(name: str, out: Path, truth: dict, minutes: float) -> dict:
     log = out / "log.txt"
+    (out / "truth.json").write_text(json.dumps(truth))
     run_dir, index = out / "run", out / "index"
     for p in (run_dir, index):
         shutil.rmtree(p, ignore_errors=True)
@@ -307,7 +326,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS / "duplicates_bench.json"))
     args = p.parse_args(argv)
     photo_dir = get_dataset("photos")
-    photos = sorted(q for q in photo_dir.iterdir() if q.suffix in (".jpg", ".png"))
+    photos = source_photos(photo_dir)
     results = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes, "photos": len(photos), "sets": {}}
     copies, scenes = small_set(photos, args.seed)
@@ -324,6 +343,7 @@ def main(argv=None) -> int:
         out = WORK / "large"
         truth = plant(out, photos, copies_l, scenes_l, pad, args.seed + 1)
         results["sets"]["large"] = bench_set("large", out, truth, args.minutes)
+    results["source_photos"] = [q.name for q in photos]
     Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
     plot(results, Path(args.out).with_suffix(".png"))
     print(f"wrote {args.out}")

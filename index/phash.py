@@ -44,15 +44,16 @@ def phash(img: Image.Image) -> np.uint64:
     return phash_array(np.asarray(grey, np.float64))
 
 
-def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.45, bar: float = 0.06
+def trim_borders(img: Image.Image, tolerance: float = 10.0, keep: float = 0.1, bar: float = 0.06
                  ) -> Image.Image:
     """`img` without the plain bands along its edges: letterbox bars, the screen around a photo in a
     screenshot. From each edge inwards, lines (rows / columns) that are one colour (every grey value
     within `tolerance` of the line's median) are cut, and so is a thin band (at most `bar` of the
-    size: a status bar with its clock and icons) between plain lines; at most `max_trim` of the size
-    from each side. Found on a <= 256 px copy; cropped on `img`."""
+    size: a status bar with its clock and icons) between plain lines. The picture's own plain margins
+    go too, so a copy and its original are cut to the same box. Nothing is cut when less than `keep`
+    of the width or height would remain (a plain picture). Found on a <= 256 px copy; cropped on `img`."""
     small = img.convert("L")
-    small.thumbnail((256, 256), Image.Resampling.BILINEAR)
+    small.thumbnail((256, 256), Image.Resampling.NEAREST)  # no blending: a frame's edge stays one line
     g = np.asarray(small, np.float32)  # (h, w)
     h, w = g.shape
     if h < 8 or w < 8:
@@ -60,6 +61,8 @@ def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.
 
     def cut(lines: np.ndarray) -> int:  # lines (n, L) from the edge inwards -> how many to cut
         n = len(lines)
+        if not lines.size:
+            return 0
         plain = np.abs(lines - np.median(lines, axis=1, keepdims=True)).max(axis=1) <= tolerance  # (n,)
         at, thin = 0, max(1, int(bar * n))
         while at < n and plain[at]:
@@ -74,15 +77,20 @@ def trim_borders(img: Image.Image, tolerance: float = 10.0, max_trim: float = 0.
             if end - nxt < 2:  # a single plain line inside the picture is no border
                 break
             at = end
-        return min(at, int(n * max_trim))
+        return at
 
     top = bottom = left = right = 0
-    for _ in range(2):  # rows, then columns of what is left (a bar across the top is not in a column's way), again
+    for _ in range(8):  # rows, then columns of what is left (a bar across the top is not in a column's way), ...
         inner = g[:, left:w - right]
-        top, bottom = cut(inner), cut(inner[::-1])
-        inner = g[top:h - bottom]
-        left, right = cut(inner.T), cut(inner.T[::-1])
-    if top + bottom + left + right == 0:
+        box = (cut(inner), cut(inner[::-1]))
+        if box[0] + box[1] >= h:  # one colour from top to bottom
+            return img
+        inner = g[box[0]:h - box[1]]
+        box += (cut(inner.T), cut(inner.T[::-1]))
+        if box == (top, bottom, left, right) or box[0] + box[1] >= h or box[2] + box[3] >= w:
+            break
+        top, bottom, left, right = box
+    if top + bottom + left + right == 0 or h - top - bottom < keep * h or w - left - right < keep * w:
         return img
     sx, sy = img.width / w, img.height / h
     box = (round(left * sx), round(top * sy), round(img.width - right * sx), round(img.height - bottom * sy))

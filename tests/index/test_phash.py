@@ -107,3 +107,10 @@ def test_cache_is_filled_once_and_keyed_by_content(tmp_path):
     ok2, h2, _ = load_or_compute(tmp_path, files, shas[:4])
     assert ok2.all() and (h2 == h[:4]).all()
     assert len(HashCache.read(tmp_path).sha256) == 4
+
+
+def test_plain_and_striped_pictures_are_not_trimmed_away():
+    assert trim_borders(Image.new("RGB", (50, 40), (9, 9, 9))).size == (50, 40)
+    stripes = Image.fromarray(np.repeat(np.arange(0, 250, 5, dtype=np.uint8)[None, :], 40, 0))  # plain columns
+    assert trim_borders(stripes.convert("RGB")).size == (50, 40)
+    image_hashes(stripes.convert("RGB"))
