@@ -23,9 +23,11 @@ bench. For each set: a default encoder (`pipelines.pretrain --data D --out R --m
 else auto) trained on the set, `pipelines.build_index`, then each detector through
 `pipelines.duplicates` with its defaults: pHash (imagededup's: plain 64-bit DCT hash, Hamming
 <= 10), encoder (calibrated cosine), combined (the default: pHash with mirror / trimmed
-borders and a cosine floor, or calibrated cosine), and the old fixed cosine 0.95. A predicted
-pair is two images in one reported group (what a user acts on); truth pairs are two images with
-the same original. Time is wall-clock on this machine, including hashing and calibration.
+borders and a cosine floor, or calibrated cosine), and the old fixed cosine 0.95. A reported
+pair is two images the detector reports as duplicates (an exact group's pairs, the near pairs);
+recall is over the planted (original, copy) pairs, precision over the reported pairs (a pair is
+true when both images have the same original). Groups (connected components, what
+--move-extras acts on) are scored too, over all pairs inside them, with the largest group. Time is wall-clock on this machine, including hashing and calibration.
 """
 from __future__ import annotations
 
@@ -222,28 +224,46 @@ def truth_pairs(truth: dict) -> dict[tuple[str, str], str]:
     return out
 
 
+def flagged_pairs(result: dict) -> set[tuple[str, str]]:
+    """The pairs a detector reports: every pair of an exact group, and each near pair."""
+    pairs = {tuple(sorted(p)) for g in result["exact"] for p in combinations(g["paths"], 2)}
+    return pairs | {tuple(sorted((p["a"], p["b"]))) for g in result["near"] for p in g["pairs"]}
+
+
 def score(result: dict, truth: dict) -> dict:
+    """Pair precision / recall: recall over the planted (original, copy) pairs, per kind; precision
+    over the reported pairs (true: two images with one original). Group figures: the same over
+    all pairs inside the reported groups (what --move-extras acts on), and the largest group."""
     files = truth["files"]
-    pred = {tuple(sorted(p)) for g in result["groups"] for p in combinations(g["paths"], 2)}
     true = truth_pairs(truth)
-    hit = pred & set(true)
+    planted = {p: k for p, k in true.items() if "+" not in k}  # original + one copy
+    flagged = flagged_pairs(result)
+    hit = flagged & set(true)
     by_kind = {}
     for kind in KINDS:
-        want = [p for p, k in true.items() if k == kind]
+        want = [p for p, k in planted.items() if k == kind]
         if want:
-            by_kind[kind] = {"recall": sum(p in hit for p in want) / len(want), "pairs": len(want)}
-    false = sorted(pred - set(true))
-    false_kinds = {}
+            by_kind[kind] = {"recall": sum(p in flagged for p in want) / len(want), "pairs": len(want)}
+    false = sorted(flagged - set(true))
+    false_kinds: dict[str, int] = {}
     for a, b in false:
         k = "+".join(sorted((files[a]["kind"], files[b]["kind"])))
         false_kinds[k] = false_kinds.get(k, 0) + 1
     scene_pairs = [p for p in combinations(sorted(files), 2)
                    if files[p[0]]["kind"] == files[p[1]]["kind"] == "scene" and files[p[0]]["group"] == files[p[1]]["group"]]
-    return {"precision": len(hit) / len(pred) if pred else 1.0, "recall": len(hit) / len(true) if true else 1.0,
-            "predicted_pairs": len(pred), "true_pairs": len(true), "found": len(hit), "false_pairs": len(false),
-            "false_by_kind": false_kinds, "by_kind": by_kind,
-            "scene_pairs_flagged": sum(p in pred for p in scene_pairs), "scene_pairs": len(scene_pairs),
-            "precision_without_padding": precision_without(pred, set(true), files, "padding")}
+    grouped = {tuple(sorted(p)) for g in result["groups"] for p in combinations(g["paths"], 2)}
+    return {"precision": len(hit) / len(flagged) if flagged else 1.0,
+            "recall": sum(p in flagged for p in planted) / len(planted) if planted else 1.0,
+            "reported_pairs": len(flagged), "planted_pairs": len(planted),
+            "found": sum(p in flagged for p in planted), "false_pairs": len(false), "false_by_kind": false_kinds,
+            "false_examples": [[a, files[a]["kind"], b, files[b]["kind"]] for a, b in false[:20]],
+            "by_kind": by_kind, "scene_pairs_flagged": sum(p in flagged for p in scene_pairs),
+            "scene_pairs": len(scene_pairs),
+            "precision_without_padding": precision_without(flagged, set(true), files, "padding"),
+            "groups": {"count": len(result["groups"]), "largest": max((len(g["paths"]) for g in result["groups"]),
+                                                                       default=0),
+                       "pairs": len(grouped), "precision": len(grouped & set(true)) / len(grouped) if grouped else 1.0,
+                       "recall": len(grouped & set(true)) / len(true) if true else 1.0}}
 
 
 def precision_without(pred: set, true: set, files: dict, kind: str) -> float:
@@ -274,6 +294,7 @@ def bench_set(name: str, out: Path, truth: dict, minutes: float) -> dict:
     rows = {}
     for det, args in DETECTORS.items():
         result, secs = detect(index, args)
+        (out / f"result_{det.split()[0]}{'_fixed' if 'fixed' in det else ''}.json").write_text(json.dumps(result))
         rows[det] = {**score(result, truth), "seconds": round(secs, 1),
                      "seconds_per_10k": round(secs * 10_000 / images, 1), "rule": result["reason"],
                      "calibration": result.get("calibration")}

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import faiss
 import numpy as np
 from PIL import Image
 
@@ -46,6 +47,7 @@ class Evidence:
     neg_hash_a: np.ndarray  # uint64 (N, 4)
     neg_hash_b: np.ndarray  # uint64 (N, 4)
     photos: int  # originals edited
+    neighbour_cos: np.ndarray = field(default_factory=lambda: np.empty(0, np.float32))  # (S,) see kth_neighbour
 
 
 def edited_pairs(files: list[Path], rows: np.ndarray, x: np.ndarray, phashes: np.ndarray,
@@ -86,7 +88,22 @@ def edited_pairs(files: list[Path], rows: np.ndarray, x: np.ndarray, phashes: np
         raise ValueError("no photo of the sample could be read for calibration")
     cat = np.concatenate
     return Evidence(cat(pos_cos).astype(np.float32), cat(pos_a), cat(pos_b), np.array(pos_edit),
-                    cat(neg_cos).astype(np.float32), cat(neg_a), cat(neg_b), photos)
+                    cat(neg_cos).astype(np.float32), cat(neg_a), cat(neg_b), photos, kth_neighbour(x, rows))
+
+
+NEIGHBOUR_K = 10  # a pair is not a duplicate for being as close as a photo's 10th nearest other photo
+NEIGHBOUR_QUANTILE = 0.99
+
+
+def kth_neighbour(x: np.ndarray, rows: np.ndarray, k: int = NEIGHBOUR_K) -> np.ndarray:
+    """Cosine of each of x[rows]'s k-th nearest other row (x (M, D) L2-normalised) -> float32 (S,).
+    Copies come in small groups, so the 10th neighbour is (nearly always) a different picture:
+    how close distinct pictures get in this collection (dense where it holds many alike)."""
+    if len(x) <= k:
+        return np.empty(0, np.float32)
+    D, _ = faiss.knn(np.ascontiguousarray(x[rows], np.float32), np.ascontiguousarray(x, np.float32), k + 1,
+                     metric=faiss.METRIC_INNER_PRODUCT)  # (S, k + 1): itself first
+    return D[:, k].astype(np.float32)
 
 
 def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarray, neg_hit: np.ndarray,
@@ -160,14 +177,20 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
               max_distinct: float) -> Calibration:
     """The cosine threshold for the rule "pHash distance <= `hamming` (over `kinds`) or cosine >= t"
     (`hamming` None: cosine alone), chosen on `ev` by `choose_threshold`, with its rates."""
-    pos_hit = np.zeros(len(ev.pos_cos), bool) if hamming is None else \
+    raw_pos = np.zeros(len(ev.pos_cos), bool) if hamming is None else \
         min_hamming(ev.pos_hash_a, ev.pos_hash_b, kinds) <= hamming  # (P,)
-    neg_hit = np.zeros(len(ev.neg_cos), bool) if hamming is None else \
+    raw_neg = np.zeros(len(ev.neg_cos), bool) if hamming is None else \
         min_hamming(ev.neg_hash_a, ev.neg_hash_b, kinds) <= hamming  # (N,)
-    floor = hash_floor(ev.pos_cos[pos_hit], ev.neg_cos[neg_hit], len(ev.neg_cos), max_distinct / 2)
-    pos_hit, neg_hit = pos_hit & (ev.pos_cos >= floor), neg_hit & (ev.neg_cos >= floor)
+    floor = hash_floor(ev.pos_cos[raw_pos], ev.neg_cos[raw_neg], len(ev.neg_cos), max_distinct / 2)
+    pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
     t, how = choose_threshold(ev.pos_cos, pos_hit, ev.neg_cos, neg_hit, target_recall, max_distinct)
+    if len(ev.neighbour_cos):  # never below how close distinct pictures of this collection get
+        crowd = float(np.quantile(ev.neighbour_cos, NEIGHBOUR_QUANTILE))
+        if crowd > t:
+            t, how = crowd, (f"raised from {t:.3f} ({how}) to the cosine {NEIGHBOUR_QUANTILE:.0%} of the photos' "
+                             f"{NEIGHBOUR_K}th nearest neighbours stay under")
     floor = min(floor, t)
+    pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
     found = pos_hit | (ev.pos_cos >= t)
     rate = float((neg_hit | (ev.neg_cos >= t)).mean())
     enc_recall = float((ev.pos_cos >= t).mean())

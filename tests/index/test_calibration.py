@@ -79,3 +79,20 @@ def test_edited_pairs_score_every_edit_of_every_readable_photo(tmp_path):
     assert sorted(set(ev.pos_edit)) == sorted(DUPLICATE_EDITS)
     grey = ev.pos_edit == "grey"  # a greyscale copy has the same grey pixels: cosine ~1, same pHash
     assert (ev.pos_cos[grey] > 0.99).all() and (ev.pos_hash_a[grey, 0] == ev.pos_hash_b[grey, 0]).all()
+
+
+def test_threshold_never_below_how_close_distinct_neighbours_get():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # 300 points in 8-d: dense, every 10th neighbour is close
+    from index.calibration import kth_neighbour
+    rows = np.arange(0, 300, 3)
+    kth = kth_neighbour(x, rows)
+    ref = np.sort(x[rows] @ x.T, axis=1)[:, -11]  # brute force: 11th largest (itself first)
+    np.testing.assert_allclose(kth, ref, atol=1e-5)
+    z = np.zeros((50, 4), np.uint64)
+    ev = Evidence(np.full(50, 0.5, np.float32), z, z + np.uint64(2 ** 40 - 1), np.array(["a"] * 50),
+                  np.full(50, 0.1, np.float32), z, z + np.uint64(2 ** 40 - 1), 50, kth)
+    cal = calibrate(ev, None, ("plain",), 0.95, 0.01)
+    assert cal.threshold == pytest.approx(np.quantile(kth, 0.99), abs=1e-4) and cal.threshold > 0.5
+    assert "raised from" in cal.how
