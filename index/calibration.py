@@ -111,8 +111,9 @@ def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarr
     """The cosine threshold t of the rule "a pair is a duplicate if already `hit` (by the hash) or
     cosine >= t", from positives (P,) and negatives (N,).
 
-    t_hi: the highest t finding `target_recall` of the positives; t_lo: the lowest t flagging at
-    most `max_distinct` of the negatives. Both hold between them: t is half way. When they
+    t_hi: the highest t finding `target_recall` of the positives; t_lo: the lowest t whose cosine
+    flags at most `max_distinct` of the negatives (besides those the hash already flags: no
+    threshold changes those). Both hold between them: t is half way. When they
     conflict, the negatives win (t_lo): a wrong pair costs a user more than a missed one.
     Returns (t, how it was chosen).
     """
@@ -123,7 +124,7 @@ def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarr
     cand = np.unique(np.clip(np.concatenate([pos_cos, neg_cos, np.nextafter(neg_cos, np.float32(2)), [1.0]]),
                              -1, 1).astype(np.float32))  # (C,) every threshold where a rate changes
     recall = (pos_hit[None, :] | (pos_cos[None, :] >= cand[:, None])).mean(1)  # (C,) non-increasing in t
-    flagged = (neg_hit[None, :] | (neg_cos[None, :] >= cand[:, None])).mean(1)  # (C,)
+    flagged = (~neg_hit[None, :] & (neg_cos[None, :] >= cand[:, None])).mean(1)  # (C,) added by the cosine
     ok_recall, ok_distinct = recall >= target_recall, flagged <= max_distinct
     t_lo = float(cand[np.argmax(ok_distinct)]) if ok_distinct.any() else 1.0
     if not ok_recall.any():
@@ -138,16 +139,11 @@ def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarr
                   f"{target_recall:.0%} of edited copies would need {t_hi:.3f}, which flags more")
 
 
-def hash_floor(pos_cos: np.ndarray, neg_cos: np.ndarray, negatives: int, max_rate: float) -> float:
+def hash_floor(pos_cos: np.ndarray) -> float:
     """The cosine a pHash match must also reach: flat, simple pictures (logos, documents, drawings)
-    share pHashes without being copies. The lowest value that 99% of the copies the hash finds
-    reach, raised until hash matches among the `negatives` distinct pairs (their cosines
-    `neg_cos`) are at most `max_rate` of them."""
-    floor = float(np.quantile(pos_cos, FLOOR_QUANTILE)) if len(pos_cos) else 1.0
-    allowed = int(np.floor(max_rate * negatives))  # distinct pairs the hash may still flag
-    if len(neg_cos) > allowed:
-        floor = max(floor, float(np.nextafter(np.sort(neg_cos)[::-1][allowed], np.float32(2))))
-    return min(floor, 1.0)
+    share pHashes without being copies. The value 99% of the edited copies the hash finds reach
+    (`pos_cos`: their cosines); with an encoder that scores copies low, it asks for little."""
+    return min(float(np.quantile(pos_cos, FLOOR_QUANTILE)), 1.0) if len(pos_cos) else 1.0
 
 
 @dataclass
@@ -181,7 +177,7 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
         min_hamming(ev.pos_hash_a, ev.pos_hash_b, kinds) <= hamming  # (P,)
     raw_neg = np.zeros(len(ev.neg_cos), bool) if hamming is None else \
         min_hamming(ev.neg_hash_a, ev.neg_hash_b, kinds) <= hamming  # (N,)
-    floor = hash_floor(ev.pos_cos[raw_pos], ev.neg_cos[raw_neg], len(ev.neg_cos), max_distinct / 2)
+    floor = hash_floor(ev.pos_cos[raw_pos])
     pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
     t, how = choose_threshold(ev.pos_cos, pos_hit, ev.neg_cos, neg_hit, target_recall, max_distinct)
     if len(ev.neighbour_cos):  # never below how close distinct pictures of this collection get
