@@ -212,11 +212,12 @@ class HashCache:
 
 
 def file_hashes(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """A file's `image_hashes` (decoded as the index reads it, JPEGs drafted to >= 256 px) and its
-    pixel count at full size. Raises UnreadableImage."""
+    """A file's `image_hashes` (decoded as the index reads it, JPEGs drafted to >= 512 px: at 256
+    the DCT-domain downscale blurs a screenshot's frame edge and its borders are no longer cut)
+    and its pixel count at full size. Raises UnreadableImage."""
     with Image.open(path) as im:
         pixels = int(im.width) * int(im.height)
-    return image_hashes(open_rgb(path, draft_size=256)), pixels
+    return image_hashes(open_rgb(path, draft_size=512)), pixels
 
 
 def load_or_compute(index_dir: str | os.PathLike, files: list[Path], sha256: list[str], save: bool = True
