@@ -21,7 +21,7 @@ from encoders.imagefolder import UnreadableImage, thumbnail
 from encoders.store import EncoderLoadError
 from index.clusters import central_rows, cluster_collection, members, read_saved_k
 from index.duplicates import (TooManyPairs, detect_duplicates, near_groups_best_first, saved_rule,
-                              suggest_threshold)
+                              saved_rule_stamp, suggest_threshold)
 from index.exports import clusters_csv, duplicates_csv, move_plan_json, named_duplicates
 from index.gallery import (grid_html, index_facts, jpeg_data_uri, map_chart, markdown_literal as plain,
                            mosaic_png as draw_mosaic, picked_rows, spread_paths, thumb_data_uri)
@@ -81,8 +81,9 @@ def duplicates(index_dir: str, stamp: int, threshold: float, rule: dict | None):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def duplicate_rule(index_dir: str, stamp: int) -> tuple[float, dict | None]:
-    """(starting threshold, the rule `pipelines.duplicates` calibrated for this build, or None)."""
+def duplicate_rule(index_dir: str, stamp: int, rule_stamp: int) -> tuple[float, dict | None]:
+    """(starting threshold, the rule `pipelines.duplicates` calibrated for this build, or None);
+    `rule_stamp` (saved_rule_stamp) changes when a new rule is saved."""
     rule = saved_rule(index_dir, get_index(index_dir, stamp).manifest.created)
     if rule is not None:
         return round(rule["threshold"], 3), rule
@@ -276,7 +277,7 @@ def page_map(ix: tuple[str, int], loaded) -> None:
 
 def page_duplicates(ix: tuple[str, int], loaded) -> None:
     st.header("Duplicates")
-    suggested, rule = duplicate_rule(*ix)
+    suggested, rule = duplicate_rule(*ix, saved_rule_stamp(ix[0]))
     if rule is not None:
         st.info(rule["sentence"][:1].upper() + rule["sentence"][1:] + ".")
         why = "calibrated on this collection by `pipelines.duplicates`"

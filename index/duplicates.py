@@ -251,6 +251,14 @@ def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
             "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
 
 
+def saved_rule_stamp(index_dir: str | os.PathLike) -> int:
+    """Changes whenever pipelines.duplicates saves a new rule (duplicates.json's mtime); 0 if none."""
+    try:
+        return os.stat(Path(index_dir) / DUPLICATES_FILE).st_mtime_ns
+    except OSError:
+        return 0
+
+
 def header_pixels(files: list[Path], rows: list[int]) -> np.ndarray:
     """Width x height of files[rows] from their headers (0 if unreadable) -> int64 (M,), zeros elsewhere."""
     out = np.zeros(len(files), np.int64)

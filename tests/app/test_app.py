@@ -184,3 +184,6 @@ def test_duplicates_page_shows_the_calibrated_rule_keepers_and_the_move_plan(app
     assert sorted(g["keeper"] for g in plan["groups"]) == sorted(g["keeper"] for g in saved["groups"])
     labels = [b.proto.label for b in at.get("download_button")]
     assert any(f"{plan['files_to_move']} extras" in label for label in labels), labels
+    assert duplicates.main(["--index", str(index), "--threshold", "0.99"]) == 0  # a new rule, same index build
+    at.run()
+    assert not at.exception and at.info[0].value.startswith("Threshold 0.990: given with --threshold")
