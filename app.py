@@ -28,8 +28,15 @@ from index.clusters import (
     read_saved,
     saved_result,
 )
-from index.duplicates import TooManyPairs, find_duplicates, near_groups_best_first, suggest_threshold
-from index.exports import clusters_csv, duplicates_csv, named_duplicates
+from index.duplicates import (
+    TooManyPairs,
+    detect_duplicates,
+    near_groups_best_first,
+    saved_rule,
+    saved_rule_stamp,
+    suggest_threshold,
+)
+from index.exports import clusters_csv, duplicates_csv, move_plan_json, named_duplicates
 from index.gallery import grid_html, index_facts, jpeg_data_uri, map_chart, picked_rows, spread_paths, thumb_data_uri
 from index.gallery import markdown_literal as plain
 from index.gallery import mosaic_png as draw_mosaic
@@ -92,16 +99,23 @@ def mosaic_png(index_dir: str, stamp: int, method: str) -> bytes:
     return draw_mosaic(get_index(index_dir, stamp), projection(index_dir, stamp, method), *MOSAIC)
 
 
-@st.cache_data(show_spinner="Finding duplicates…", max_entries=16)
-def duplicates(index_dir: str, stamp: int, threshold: float):
-    loaded = get_index(index_dir, stamp)
-    return find_duplicates([it.sha256 for it in loaded.manifest.items], loaded.embeddings, threshold,
-                           max_pairs=MAX_PAIRS)
+@st.cache_data(show_spinner="Finding duplicates (perceptual hashes are computed once per image)…", max_entries=16)
+def duplicates(index_dir: str, stamp: int, threshold: float, rule: dict | None):
+    """Groups with keepers: cosine >= threshold, or the saved rule's pHash match (`rule`: saved_rule)."""
+    hashed = rule is not None and rule["hamming"] is not None
+    return detect_duplicates(get_index(index_dir, stamp), threshold, rule["hamming"] if hashed else None,
+                             min(rule["hash_floor"], threshold) if hashed else -1.0,
+                             rule["hash_kinds"] if hashed else ("plain",), max_pairs=MAX_PAIRS)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def default_threshold(index_dir: str, stamp: int) -> float:
-    return round(max(0.5, suggest_threshold(get_index(index_dir, stamp).embeddings)), 3)
+def duplicate_rule(index_dir: str, stamp: int, rule_stamp: int) -> tuple[float, dict | None]:
+    """(starting threshold, the rule `pipelines.duplicates` calibrated for this build, or None);
+    `rule_stamp` (saved_rule_stamp) changes when a new rule is saved."""
+    rule = saved_rule(index_dir, get_index(index_dir, stamp).manifest.created)
+    if rule is not None:
+        return round(rule["threshold"], 3), rule
+    return round(max(0.5, suggest_threshold(get_index(index_dir, stamp).embeddings)), 3), None
 
 
 def choose_clusters(ix: tuple[str, int], m: int, label: str, key: str, explain: bool = True):
@@ -292,31 +306,51 @@ def page_map(ix: tuple[str, int], loaded) -> None:
 
 def page_duplicates(ix: tuple[str, int], loaded) -> None:
     st.header("Duplicates")
-    suggested = default_threshold(*ix)
-    threshold = st.slider("Near-duplicate threshold (cosine similarity)", 0.5, 1.0, suggested, 0.001, format="%.3f",
-                          key="dup_threshold", help=f"Starts at {suggested:.3f}: about 1% of this collection's images "
-                                                    f"have a neighbour above it. Raise it for fewer, closer pairs.")
+    suggested, rule = duplicate_rule(*ix, saved_rule_stamp(ix[0]))
+    if rule is not None:
+        st.info(rule["sentence"][:1].upper() + rule["sentence"][1:] + ".")
+        why = "calibrated on this collection by `pipelines.duplicates`"
+    else:
+        st.caption("Not calibrated yet: `python -m pipelines.duplicates --index INDEX_DIR` sets the threshold from "
+                   "edited copies of this collection's own photos (and adds the perceptual hash).")
+        why = "about 1% of this collection's images have a neighbour above it"
+    threshold = st.slider("Near-duplicate threshold (cosine similarity)", 0.0, 1.0, min(1.0, max(0.0, suggested)),
+                          0.001, format="%.3f", key="dup_threshold",
+                          help=f"Starts at {suggested:.3f}: {why}. Raise it for fewer, closer pairs.")
     try:
-        found = duplicates(*ix, round(threshold, 3))
+        found = duplicates(*ix, round(threshold, 3), rule)
     except TooManyPairs as e:
         st.warning(str(e))
         return
     paths = [it.path for it in loaded.manifest.items]
-    st.download_button("Download these groups (CSV: group, kind, path, score)", lambda: duplicates_csv(
-                       named_duplicates(paths, [it.sha256 for it in loaded.manifest.items], found)),
-                       file_name=f"duplicates_{threshold:.3f}.csv", mime="text/csv", key="download_duplicates",
-                       on_click="ignore")
+    keep = found["keepers"]
+    down, plan = st.columns(2)
+    down.download_button("Download these groups (CSV: group, kind, path, score)", lambda: duplicates_csv(
+                         named_duplicates(paths, [it.sha256 for it in loaded.manifest.items], found)),
+                         file_name=f"duplicates_{threshold:.3f}.csv", mime="text/csv", key="download_duplicates",
+                         on_click="ignore")
+    plan.download_button(f"Download the move plan (JSON: {sum(len(g) - 1 for g in keep['groups'])} extras, "
+                         f"keepers stay)", lambda: move_plan_json(paths, found, ix[0]),
+                         file_name="duplicates_move_plan.json", mime="application/json", key="download_move_plan",
+                         on_click="ignore", help="Nothing is moved from this page: `python -m pipelines.duplicates "
+                                                 "--index INDEX_DIR --move-extras TARGET` moves the extras, "
+                                                 "`--undo` puts them back.")
     exact, near = st.columns(2, gap="large")
     with exact:
         groups_column(ix, f"Exact ({len(found['exact'])} groups)", "Byte-identical files (same sha256).",
                       "No two indexed files have the same bytes.",
-                      [(f"{len(rows)} files", [paths[r] for r in rows[:3]]) for rows in found["exact"][:20]])
+                      [(f"{len(rows)} files · keep {plain(paths[k])}", [paths[r] for r in rows[:3]])
+                       for rows, k in list(zip(found["exact"], keep["exact"]))[:20]])
     with near:
+        keeper_of = {tuple(g["rows"]): k for g, k in zip(found["near"], keep["near"])}
+        how = f"cosine ≥ {threshold:.3f}" + (f" or pHash distance ≤ {rule['hamming']}" if rule and rule["hamming"]
+                                             is not None else "")
         groups_column(ix, f"Near ({len(found['near'])} groups)",
-                      f"Connected by pairs with cosine ≥ {threshold:.3f} (byte-identical pairs listed as exact).",
+                      f"Connected by pairs with {how} (byte-identical pairs listed as exact).",
                       "No pair of different files reaches this threshold.",
-                      [(f"{len(g['rows'])} images · best pair {best:.3f}", [paths[r] for r in rows])
-                       for g, best, rows in near_groups_best_first(found["near"])[:20]])
+                      [(f"{len(g['rows'])} images · best pair {best:.3f} · "
+                       f"keep {plain(paths[keeper_of[tuple(g['rows'])]])}",
+                        [paths[r] for r in rows]) for g, best, rows in near_groups_best_first(found["near"])[:20]])
     if len(found["exact"]) > 20 or len(found["near"]) > 20:
         st.caption("Showing the first 20 groups of each kind (near: highest scores first); "
                    "`python -m pipelines.duplicates --index INDEX_DIR --json` lists them all.")

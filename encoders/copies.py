@@ -74,6 +74,69 @@ EDITS = {"crop": crop, "tone": tone, "mirror": mirror, "grey": grey, "mirror_gre
          "rotate": rotate}
 
 
+def resave(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Shrunk to 40-90% of its size and re-saved as JPEG at quality 40-85 (a photo sent through a messenger)."""
+    s = rng.uniform(0.4, 0.9)
+    small = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=int(rng.integers(40, 86)))
+    buf.seek(0)
+    with Image.open(buf) as out:
+        return out.convert("RGB")
+
+
+def trim(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """1-10% of the area cut off, unevenly from the four sides; not resized."""
+    w, h = img.size
+    keep = np.sqrt(rng.uniform(0.90, 0.99))  # side fraction kept
+    cw, ch = max(1, round(w * keep * rng.uniform(0.98, 1.0))), max(1, round(h * keep))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return img.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+def retone(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Brightness x0.8-1.25 and contrast x0.9-1.1 (an automatic enhancement)."""
+    img = ImageEnhance.Brightness(img).enhance(rng.uniform(0.8, 1.25))
+    return ImageEnhance.Contrast(img).enhance(rng.uniform(0.9, 1.1))
+
+
+def framed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Shown smaller (50-90%) on a plain black, white or grey screen of another shape, half the time
+    under a status bar (a screenshot)."""
+    w, h = img.size
+    s = rng.uniform(0.5, 0.9)
+    aspect = float(rng.choice([9 / 19.5, 3 / 4, 16 / 9, 16 / 10]))  # screen width / height
+    fit = s * min(1.0, aspect * h / w)  # the photo's width as a fraction of the screen's
+    sw = max(w, round(w / fit))
+    sh = max(round(sw / aspect), round(h * 1.02))
+    canvas = Image.new("RGB", (sw, sh), tuple([int(rng.choice([0, 30, 128, 240, 255]))] * 3))
+    canvas.paste(img, ((sw - w) // 2, (sh - h) // 2))
+    if rng.random() < 0.5:  # a status bar with a few light marks (clock, icons) along the top
+        bar = max(2, round(sh * rng.uniform(0.02, 0.05)))
+        canvas.paste(tuple(int(v) for v in rng.integers(0, 80, 3)), (0, 0, sw, bar))
+        for _ in range(int(rng.integers(2, 5))):
+            x = int(rng.integers(0, max(1, sw - bar)))
+            canvas.paste((235, 235, 235), (x, bar // 4, x + bar, bar - bar // 4))
+    return canvas.resize((w, max(1, round(sh * w / sw))), Image.Resampling.BICUBIC)  # the screen at the photo's width
+
+
+DUPLICATE_EDITS = {"resave": resave, "trim": trim, "retone": retone, "mirror": mirror, "grey": grey,
+                   "framed": framed}  # the copies people keep by accident, milder than EDITS
+
+
+def distinct_crops(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    """Two views of the same scene that are not copies of each other: crops of 50-65% of the area
+    from opposite corners (a burst, a re-framed shot)."""
+    w, h = img.size
+    side = np.sqrt(rng.uniform(0.5, 0.65))
+    cw, ch = max(1, round(w * side)), max(1, round(h * side))
+    if rng.random() < 0.5:
+        boxes = ((0, 0, cw, ch), (w - cw, h - ch, w, h))
+    else:
+        boxes = ((w - cw, 0, w, ch), (0, h - ch, cw, h))
+    return img.crop(boxes[0]), img.crop(boxes[1])
+
+
 def make_copies(images: list[Image.Image], seed: int = 0, edits: dict | None = None):
     """Every edit of every image -> (edited images, source row (Q,), edit name per query).
 

@@ -5,17 +5,28 @@
     near_pairs_reranked(index, x, ids, threshold) -> the same through a compressed index: range search
                                          with a margin for the codes' error, then exact scores from x
     group_pairs(M, rows_a, rows_b)    -> connected components (size >= 2) of those pairs
-    find_duplicates(hashes, x, threshold) -> exact groups and near groups (with their pair scores)
+    find_duplicates(hashes, x, threshold, phashes=, hamming=) -> exact groups and near groups (cosine >= threshold
+                                         or pHash distance <= hamming), with their pairs' cosines and distances
+    keeper(rows, pixels, sizes, mtimes)  -> the row to keep of a group
+    action_groups(M, found)              -> exact and near groups joined where they share an image
+    with_keepers(found, pixels, sizes, mtimes) -> found + the keeper of every group
+    detect_duplicates(loaded, threshold, hamming, ...) -> the same on a loaded index, pHashes cached beside it
+    saved_rule(index_dir, created)       -> the rule pipelines.duplicates saved for this build (for the page)
     suggest_threshold(x)              -> a collection-specific near-duplicate threshold
 """
 from __future__ import annotations
 
+import json
+import os
 from collections import defaultdict
+from pathlib import Path
 
 import faiss
 import numpy as np
+from PIL import Image
 
 from index.faiss_index import as_vectors, search
+from index.phash import load_or_compute, min_hamming, phash_pairs
 from index.rerank import RowMap, exact_scores, pair_scores
 
 
@@ -149,29 +160,136 @@ def suggest_threshold(x: np.ndarray, flagged: float = 0.01, sample: int = 5000, 
     return float(np.clip(np.quantile(D[:, 1], 1.0 - flagged), -1.0, 1.0))
 
 
-def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float, max_pairs: int | None = None,
-                    index: faiss.Index | None = None, ids: np.ndarray | None = None) -> dict:
-    """Exact groups (same sha256) and near groups (cosine >= threshold) of the M indexed rows.
+def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, max_pairs: int | None = None,
+                    index: faiss.Index | None = None, ids: np.ndarray | None = None,
+                    phashes: np.ndarray | None = None, hamming: int | None = None,
+                    hash_kinds: tuple[str, ...] = ("plain",), hashed: np.ndarray | None = None,
+                    hash_floor: float = -1.0) -> dict:
+    """Exact groups (same sha256) and near groups of the M indexed rows.
 
-    Near pairs come from an exact range search over x, or, given a compressed `index` keyed by
-    `ids`, from `near_pairs_reranked` (for collections too large to scan pairwise; the
-    scores are exact either way). Pairs of byte-identical files are reported only as exact. Returns
-    {"exact": [[row, ...], ...], "near": [{"rows": [...], "pairs": [(a, b, score), ...]}, ...]}.
+    A near pair has cosine >= `threshold` (None: the encoder is not asked), or, given perceptual
+    hashes `phashes` uint64 (M, 4) (`index.phash`) and `hamming`, a pHash distance <= `hamming`
+    over `hash_kinds` and a cosine >= `hash_floor` (`hashed` (M,) bool: rows that have a hash;
+    default all). Cosine pairs come
+    from an exact range search over x, or, given a compressed `index` keyed by `ids`, from
+    `near_pairs_reranked` (the scores are exact either way). Pairs of byte-identical files are
+    reported only as exact. Returns {"exact": [[row, ...], ...], "near": [{"rows": [...],
+    "pairs": [(a, b, cosine), ...], "hamming": [distance or -1 per pair]}, ...]}.
     """
     exact = exact_groups(hashes)
-    if index is None:
-        a, b, s = near_pairs(x, threshold, max_pairs=max_pairs)
-    else:
-        a, b, s = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+    a, b = np.empty(0, np.int64), np.empty(0, np.int64)
+    if threshold is not None:
+        if index is None:
+            a, b, _ = near_pairs(x, threshold, max_pairs=max_pairs)
+        else:
+            a, b, _ = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+    if phashes is not None and hamming is not None:
+        rows = np.arange(len(hashes)) if hashed is None else np.flatnonzero(hashed)  # (H,) rows with a hash
+        ha, hb, _ = phash_pairs(phashes[rows], hamming, hash_kinds)
+        ha, hb = rows[ha], rows[hb]
+        trusted = pair_scores(x, ha, hb) >= np.float32(hash_floor)
+        pairs = np.unique(np.concatenate([np.stack([a, b], 1), np.stack([ha[trusted], hb[trusted]], 1)]), axis=0)
+        a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     _, code = np.unique(np.asarray(hashes), return_inverse=True)  # (M,) one int per distinct hash
     keep = code[a] != code[b]
-    a, b, s = a[keep], b[keep], s[keep]
+    a, b = a[keep], b[keep]
+    s = pair_scores(x, a, b)  # (P,) exact cosines
+    dist = np.full(len(a), -1, np.int64)
+    if phashes is not None:
+        has = np.ones(len(hashes), bool) if hashed is None else np.asarray(hashed, bool)
+        both = has[a] & has[b]
+        dist[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds)
     groups = group_pairs(len(hashes), a, b)
     group_of = {r: g for g, rows in enumerate(groups) for r in rows}
-    pairs: list[list[tuple[int, int, float]]] = [[] for _ in groups]
-    for i, j, v in zip(a.tolist(), b.tolist(), s.tolist()):
-        pairs[group_of[i]].append((i, j, v))
-    return {"exact": exact, "near": [{"rows": g, "pairs": p} for g, p in zip(groups, pairs)]}
+    pairs_of: list[list[tuple[int, int, float]]] = [[] for _ in groups]
+    dist_of: list[list[int]] = [[] for _ in groups]
+    for i, j, v, d in zip(a.tolist(), b.tolist(), s.tolist(), dist.tolist()):
+        pairs_of[group_of[i]].append((i, j, v))
+        dist_of[group_of[i]].append(d)
+    return {"exact": exact, "near": [{"rows": g, "pairs": p, "hamming": d}
+                                     for g, p, d in zip(groups, pairs_of, dist_of)]}
+
+
+def keeper(rows: list[int], pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> int:
+    """The row to keep in a group: most pixels, then the largest file, then the newest, then the first."""
+    return max(rows, key=lambda r: (int(pixels[r]), int(sizes[r]), int(mtimes[r]), -r))
+
+
+def action_groups(m: int, found: dict) -> list[list[int]]:
+    """Exact and near groups of `find_duplicates` joined where they share an image: the groups a
+    user acts on (one keeper each), connected components over all their pairs."""
+    a = [g[0] for g in found["exact"] for _ in g[1:]] + [i for g in found["near"] for i, _, _ in g["pairs"]]
+    b = [r for g in found["exact"] for r in g[1:]] + [j for g in found["near"] for _, j, _ in g["pairs"]]
+    return group_pairs(m, np.array(a, np.int64), np.array(b, np.int64))
+
+
+def with_keepers(found: dict, pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> dict:
+    """`found` plus "keepers": the `keeper` of each exact and near group, and the `action_groups`
+    with theirs: {"exact": [row], "near": [row], "groups": [[row, ...]], "group_keepers": [row]}."""
+    groups = action_groups(len(pixels), found)
+    return {**found, "keepers": {
+        "exact": [keeper(g, pixels, sizes, mtimes) for g in found["exact"]],
+        "near": [keeper(g["rows"], pixels, sizes, mtimes) for g in found["near"]],
+        "groups": groups, "group_keepers": [keeper(g, pixels, sizes, mtimes) for g in groups]}}
+
+
+DUPLICATES_FILE = "duplicates.json"  # INDEX_DIR/DUPLICATES_FILE: written by pipelines.duplicates
+
+
+def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
+    """The rule pipelines.duplicates saved for this build of the index (its manifest's `created`):
+    {"threshold", "hamming", "hash_floor", "hash_kinds", "sentence", ...}; None when there is none,
+    it is unreadable or it was made for another build."""
+    try:
+        saved = json.loads((Path(index_dir) / DUPLICATES_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("index_created") != created or saved.get("threshold") is None:
+        return None
+    cal = saved.get("calibration") if isinstance(saved.get("calibration"), dict) else {}
+    return {"threshold": float(saved["threshold"]), "hamming": saved.get("hamming"),
+            "hash_floor": float(saved.get("hash_floor", -1.0)), "hash_kinds": tuple(cal.get("hash_kinds", ("plain",))),
+            "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
+
+
+def saved_rule_stamp(index_dir: str | os.PathLike) -> int:
+    """Changes whenever pipelines.duplicates saves a new rule (duplicates.json's mtime); 0 if none."""
+    try:
+        return os.stat(Path(index_dir) / DUPLICATES_FILE).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def header_pixels(files: list[Path], rows: list[int]) -> np.ndarray:
+    """Width x height of files[rows] from their headers (0 if unreadable) -> int64 (M,), zeros elsewhere."""
+    out = np.zeros(len(files), np.int64)
+    for r in rows:
+        try:
+            with Image.open(files[r]) as im:
+                out[r] = im.width * im.height
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return out
+
+
+def detect_duplicates(loaded, threshold: float | None, hamming: int | None = None, hash_floor: float = -1.0,
+                      hash_kinds: tuple[str, ...] = ("plain",), max_pairs: int | None = None) -> dict:
+    """`find_duplicates` on a loaded index (`index.store.LoadedIndex`) with `with_keepers`: pHashes
+    (when `hamming` is given) from INDEX_DIR/phash.npz, computed and cached where missing."""
+    items = loaded.manifest.items
+    hashes = [it.sha256 for it in items]
+    files = [loaded.absolute(it.path) for it in items]
+    phashes = ok = None
+    if hamming is not None:
+        ok, phashes, pixels = load_or_compute(loaded.directory, files, hashes)
+    compressed = "rerank" in loaded.manifest.search_params  # too large to scan pairwise: re-ranked range search
+    found = find_duplicates(hashes, loaded.embeddings, threshold, max_pairs=max_pairs,
+                            index=loaded.index if compressed else None, ids=loaded.ids, phashes=phashes,
+                            hamming=hamming, hash_kinds=hash_kinds, hashed=ok, hash_floor=hash_floor)
+    if hamming is None:
+        grouped = sorted({r for g in found["exact"] for r in g} | {r for g in found["near"] for r in g["rows"]})
+        pixels = header_pixels(files, grouped)
+    return with_keepers(found, pixels, np.array([it.size for it in items]), np.array([it.mtime_ns for it in items]))
 
 
 def near_groups_best_first(near: list[dict], shown: int = 3) -> list[tuple[dict, float, list[int]]]:

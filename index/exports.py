@@ -3,6 +3,7 @@
     clusters_csv(paths, labels, scores)     -> "path,cluster,score\\n..." (one row per image)
     named_duplicates(paths, hashes, found)  -> find_duplicates' rows turned into paths
     duplicates_csv(named)                   -> "group,kind,path,score\\n..." (one row per image of a group)
+    move_plan_json(paths, found, index_dir) -> each group's keeper and the extras --move-extras would move
     write_cluster_folders(out, root, paths, labels, copy=False)  -> OUT/cluster_NN/<name> per image
 
 The same functions serve `pipelines.cluster --export`, `pipelines.duplicates --export` and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -53,11 +55,19 @@ def clusters_csv(paths: list[str], labels: np.ndarray, scores: np.ndarray) -> st
 
 def named_duplicates(paths: list[str], hashes: list[str], found: dict) -> dict:
     """`index.duplicates.find_duplicates` output (rows) -> {"exact": [{sha256, paths}],
-    "near": [{paths, pairs: [{a, b, score}]}]}, as pipelines.duplicates writes it."""
+    "near": [{paths, pairs: [{a, b, score[, hamming]}]}]}, as pipelines.duplicates writes it;
+    with `found["keepers"]` (`index.duplicates.with_keepers`) each group also names its keeper."""
+    keepers = found.get("keepers", {})
     exact = [{"sha256": hashes[g[0]], "paths": [paths[r] for r in g]} for g in found["exact"]]
-    near = [{"paths": [paths[r] for r in g["rows"]],
-             "pairs": [{"a": paths[i], "b": paths[j], "score": round(float(v), 4)} for i, j, v in g["pairs"]]}
-            for g in found["near"]]
+    near = []
+    for g in found["near"]:
+        dists = g.get("hamming") or [-1] * len(g["pairs"])
+        pairs = [{"a": paths[i], "b": paths[j], "score": round(float(v), 4), **({"hamming": d} if d >= 0 else {})}
+                 for (i, j, v), d in zip(g["pairs"], dists)]
+        near.append({"paths": [paths[r] for r in g["rows"]], "pairs": pairs})
+    for kind, groups in (("exact", exact), ("near", near)):
+        for group, k in zip(groups, keepers.get(kind, [])):
+            group["keeper"] = paths[k]
     return {"exact": exact, "near": near}
 
 
@@ -74,6 +84,19 @@ def duplicates_csv(named: dict) -> str:
                 best[p] = max(best.get(p, -1.0), pair["score"])
         rows += [(g, "near", p, f"{best[p]:.4f}") for p in group["paths"]]
     return _csv(DUPLICATE_COLUMNS, rows)
+
+
+def move_plan_json(paths: list[str], found: dict, index_dir: str) -> str:
+    """The move plan of `index.duplicates.with_keepers` output as JSON text: per group the keeper
+    and the extras that `pipelines.duplicates --move-extras TARGET` would move (nothing is moved
+    by writing it)."""
+    k = found["keepers"]
+    groups = [{"keeper": paths[keep], "extras": [paths[r] for r in g if r != keep]}
+              for g, keep in zip(k["groups"], k["group_keepers"])]
+    return json.dumps({"index": index_dir, "files_to_move": sum(len(g["extras"]) for g in groups),
+                       "how": f"python -m pipelines.duplicates --index {index_dir} --move-extras TARGET "
+                              f"(TARGET outside the data folder; undo with --undo TARGET/moves-*.json)",
+                       "groups": groups}, indent=1) + "\n"
 
 
 def write_cluster_folders(out: str | os.PathLike, root: str | os.PathLike, paths: list[str], labels: np.ndarray,

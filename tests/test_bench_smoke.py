@@ -25,7 +25,8 @@ BENCH = REPO / "bench"
 HELPERS = {"__init__.py", "browser.py"}  # imported by the scripts (browser.py also by tests/app), not run
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
-          "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py"}
+          "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
+          "duplicates_bench.py", "duplicates_page.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -224,6 +225,21 @@ def test_screenshots(tiny, tiny_index):
         env=tiny["env"])
     assert {p.name for p in out.glob("*.png")} == {"search.png", "clusters.png", "map.png", "map_mosaic.png",
                                                    "duplicates.png", "about.png"}
+
+
+def test_duplicates_bench_starts(tiny):
+    """Only its command line: a run needs the Debian wallpaper packages (`apt-get download`) and two
+    pretraining runs, minutes even at the smallest settings."""
+    assert "--large" in run("duplicates_bench.py", "--help", env=tiny["env"]).stdout
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (`make test` installs it)")
+def test_duplicates_page(tiny, tiny_index):
+    subprocess.run([sys.executable, "-m", "pipelines.duplicates", "--index", tiny_index], cwd=REPO, env=tiny["env"],
+                   check=True, capture_output=True, timeout=300)
+    out = tiny["root"] / "duplicates_page.png"
+    run("duplicates_page.py", "--index", tiny_index, "--out", out, env=tiny["env"])
+    assert out.is_file()
 
 
 def test_no_script_wrote_into_bench_results(results_before):

@@ -173,3 +173,36 @@ def test_about_shows_the_quality_report_when_there_is_one(app, app_index):
         report.unlink()
     app.run()
     assert len(app.table) == 1  # no report, no second table
+
+
+def test_duplicates_page_shows_the_calibrated_rule_keepers_and_the_move_plan(app_index, tmp_path, monkeypatch):
+    from index.duplicates import detect_duplicates, saved_rule
+    from index.exports import move_plan_json
+    from index.store import load_index
+    from pipelines import duplicates
+
+    index = tmp_path / "index"
+    shutil.copytree(app_index, index)
+    assert duplicates.main(["--index", str(index)]) == 0
+    saved = json.loads((index / "duplicates.json").read_text())
+    monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(index)])
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="page").set_value("Duplicates").run()
+    assert not at.exception and not errors(at)
+    assert at.info[0].value.lower().startswith(saved["reason"].lower()[:40])  # the calibrated sentence
+    assert at.slider(key="dup_threshold").value == pytest.approx(round(saved["threshold"], 3), abs=1e-3)
+    headings = [m.value for m in at.markdown if m.value.startswith("**Group")]
+    from index.gallery import markdown_literal
+    for g in saved["exact"] + saved["near"]:
+        assert any(f"keep {markdown_literal(g['keeper'])}" in h for h in headings), headings
+    rule = saved_rule(index, load_index(index).manifest.created)
+    found = detect_duplicates(load_index(index), round(saved["threshold"], 3), rule["hamming"],
+                              min(rule["hash_floor"], round(saved["threshold"], 3)), rule["hash_kinds"])
+    plan = json.loads(move_plan_json([it.path for it in load_index(index).manifest.items], found, str(index)))
+    assert sorted(g["keeper"] for g in plan["groups"]) == sorted(g["keeper"] for g in saved["groups"])
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(f"{plan['files_to_move']} extras" in label for label in labels), labels
+    assert duplicates.main(["--index", str(index), "--threshold", "0.99"]) == 0  # a new rule, same index build
+    at.run()
+    assert not at.exception and at.info[0].value.startswith("Threshold 0.990: given with --threshold")

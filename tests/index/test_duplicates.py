@@ -59,3 +59,42 @@ def test_suggest_threshold_flags_about_the_asked_fraction():
     t = suggest_threshold(x, flagged=0.1)
     nn = np.sort(x @ x.T, axis=1)[:, -2]  # (M,) nearest other image, brute force
     assert 0.05 <= (nn > t).mean() <= 0.15
+
+
+@pytest.mark.parametrize("floor", [-1.0, 0.3])
+def test_find_duplicates_with_phashes_equals_brute_force(floor):
+    import itertools
+
+    from index.phash import HASH_KINDS, min_hamming
+
+    rng = np.random.default_rng(3)
+    x, _ = clustered(200, 16, 30, spread=0.6, seed=4)
+    h = rng.integers(0, 2 ** 63, (200, 4), dtype=np.uint64)
+    h[10:20] = h[0] ^ rng.integers(0, 2 ** 6, (10, 4), dtype=np.uint64)  # hash near-twins, whatever their cosine
+    hashes = [f"h{i}" for i in range(200)]
+    hashes[5] = hashes[6]
+    hashed = np.ones(200, bool)
+    hashed[15] = False  # unreadable: no hash
+    found = find_duplicates(hashes, x, 0.97, phashes=h, hamming=8, hash_kinds=HASH_KINDS, hashed=hashed,
+                            hash_floor=floor)
+    edges = []
+    for i, j in itertools.combinations(range(200), 2):  # the rule, pair by pair
+        cos = float(x[i] @ x[j])
+        ham = int(min_hamming(h[[i]], h[[j]], HASH_KINDS)[0])
+        hashed_pair = hashed[i] and hashed[j] and ham <= 8 and cos >= floor
+        if hashes[i] != hashes[j] and (cos >= 0.97 or hashed_pair):
+            edges.append((i, j))
+    got = sorted((i, j) for g in found["near"] for i, j, _ in g["pairs"])
+    assert got == edges
+    assert found["near"] and found["exact"] == [[5, 6]]
+    assert [g["rows"] for g in found["near"]] == group_pairs(200, *map(np.array, zip(*edges)))
+
+
+def test_keeper_most_pixels_then_size_then_newest():
+    from index.duplicates import keeper
+
+    pixels, sizes, mtimes = np.array([4, 9, 9, 9, 9]), np.array([5, 1, 7, 7, 3]), np.array([0, 0, 1, 2, 9])
+    assert keeper([0, 1], pixels, sizes, mtimes) == 1  # more pixels beats a larger file
+    assert keeper([1, 2, 4], pixels, sizes, mtimes) == 2  # same pixels: the larger file
+    assert keeper([2, 3], pixels, sizes, mtimes) == 3  # same pixels and size: the newer
+    assert keeper([0, 4], pixels, sizes, mtimes) == 4

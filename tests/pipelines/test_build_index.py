@@ -152,10 +152,11 @@ def test_refusals_are_one_line_errors(folder, tiny_encoder, tmp_path, capsys):
 def test_duplicates_and_clusters_cli(folder, tiny_encoder, tmp_path):
     out = tmp_path / "index"
     assert build(folder, tiny_encoder, out) == 0
-    assert duplicates.main(["--index", str(out), "--threshold", "0.95"]) == 0
+    assert duplicates.main(["--index", str(out), "--threshold", "0.95", "--detector", "encoder"]) == 0
     found = json.loads((out / "duplicates.json").read_text())
     assert found["exact"] == [{"sha256": found["exact"][0]["sha256"],
-                               "paths": ["copy_of_cross.png", "cross_3_000.png"]}]
+                               "paths": ["copy_of_cross.png", "cross_3_000.png"],
+                               "keeper": "copy_of_cross.png"}]  # same pixels and size: the newer file
     near = [g for g in found["near"] if "ellipse_again.jpg" in g["paths"]]
     assert near and "ellipse_3_000.png" in near[0]["paths"] and all(p["score"] >= 0.95 for p in near[0]["pairs"])
 
