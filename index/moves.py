@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from encoders.store import atomic_write_json, crash_point, file_sha256
+from encoders.files import atomic_write_json, crash_point, file_sha256, fsync_dir
 from index.manifest import Item, is_safe_relative
 
 MANIFEST_FORMAT = "selfsup-duplicate-moves"
@@ -83,14 +83,6 @@ def plan_moves(data_root: str | os.PathLike, target: str | os.PathLike, items: l
     return plan
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _relocate(src: Path, dest: Path) -> None:
     """Move one file without ever overwriting `dest`: a rename, or across filesystems copy + fsync +
     rename + unlink of the source (a kill before the unlink leaves both; undo keeps the source)."""
@@ -107,10 +99,10 @@ def _relocate(src: Path, dest: Path) -> None:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.rename(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         os.unlink(src)
-    _fsync_dir(dest.parent)
-    _fsync_dir(src.parent)
+    fsync_dir(dest.parent)
+    fsync_dir(src.parent)
 
 
 def _write(manifest_path: Path, record: dict, plan: list[Move]) -> None:

@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy.fft import dct
 
+from encoders.files import atomic_write_with
 from encoders.imagefolder import UnreadableImage, open_rgb
-from encoders.store import atomic_write_with
 
 HASH_KINDS = ("plain", "plain_mirror", "trimmed", "trimmed_mirror")  # columns of image_hashes / the cache
 CACHE_FILE = "phash.npz"  # INDEX_DIR/CACHE_FILE: sha256 (M,) -> hashes (M, 4), pixels (M,)

@@ -36,7 +36,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from encoders.files import crash_point
+from encoders.files import crash_point, fsync_dir
 from index.factory import on_gpu
 from index.faiss_index import neighbours, search
 from index.manifest import MANIFEST, IndexLoadError, Item, Manifest, read_manifest  # noqa: F401 (re-exported)
@@ -190,14 +190,6 @@ def search_vectors(loaded: LoadedIndex, queries: np.ndarray, k: int = 10,
 
 # ---- writing: temp sibling folder, fsync, atomic swap ----
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
     try:
@@ -245,7 +237,7 @@ def _write_contents(tmp: Path, manifest: Manifest, ids: np.ndarray, index: faiss
         with open(p, "rb") as f:
             os.fsync(f.fileno())
     os.chmod(tmp, 0o755)
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def write_index_dir(out: str | os.PathLike, manifest: Manifest, ids: np.ndarray, *,
@@ -284,7 +276,7 @@ def write_index_dir(out: str | os.PathLike, manifest: Manifest, ids: np.ndarray,
             shutil.rmtree(tmp, ignore_errors=True)  # now the previous index
         else:
             os.rename(tmp, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         if tmp.exists() and tmp != out:
             shutil.rmtree(tmp, ignore_errors=True)

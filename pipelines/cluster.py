@@ -21,7 +21,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from encoders.store import atomic_write_json
+from encoders.files import atomic_write_json
 from index.clusters import ALGORITHMS, CLUSTERS, ClusterSettings, cluster_collection, describe, result_json
 from index.exports import clusters_csv, refuse_inside, save_csv, write_cluster_folders
 from index.store import load_index

@@ -35,7 +35,8 @@ import numpy as np
 
 from encoders.copies import pick_sample
 from encoders.embed import embed_images
-from encoders.store import EncoderLoadError, atomic_write_json, load_recorded_encoder
+from encoders.files import atomic_write_json
+from encoders.store import EncoderLoadError, load_recorded_encoder
 from index.calibration import Calibration, calibrate, edited_pairs
 from index.duplicates import DUPLICATES_FILE as DUPLICATES
 from index.duplicates import TooManyPairs, detect_duplicates

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from encoders.store import CRASH_ENV, file_sha256
+from encoders.files import CRASH_ENV, file_sha256
 from index.manifest import Item
 from index.moves import MoveRefused, move_files, plan_moves, read_moves, undo_moves
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from encoders.store import CRASH_ENV
+from encoders.files import CRASH_ENV
 from index.phash import HASH_KINDS, image_hashes, min_hamming
 from index.store import load_index
 from pipelines import build_index, duplicates
