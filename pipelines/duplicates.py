@@ -97,9 +97,9 @@ def run_calibration(loaded: LoadedIndex, cfg: DuplicatesConfig, files: list[Path
         log.info("calibration reused from %s", loaded.directory / DUPLICATES)
         return saved
     t0 = time.perf_counter()
-    backbone, enc = load_recorded_encoder(loaded.manifest.encoder, loaded.manifest.dim, "cpu", cfg.encoder)
+    encoder = load_recorded_encoder(loaded.manifest.encoder, loaded.manifest.dim, "cpu", cfg.encoder)
     rows = pick_sample(len(files), cfg.calibration_sample, cfg.seed)
-    ev = edited_pairs(files, rows, loaded.embeddings, phashes, lambda imgs: embed_images(backbone, enc, imgs),
+    ev = edited_pairs(files, rows, loaded.embeddings, phashes, lambda imgs: embed_images(encoder, imgs),
                       seed=cfg.seed)
     uses_hash = bool(DETECTORS[cfg.detector][1])
     cal: Calibration = calibrate(ev, cfg.hamming if uses_hash else None, DETECTORS[cfg.detector][1],
