@@ -151,7 +151,9 @@ def test_a_run_that_falls_behind_its_budget_still_finishes_its_schedule(shape_fo
     steps = [r for r in recs if "loss" in r]
     lrs = scheduled_lrs(recs, 0.1 * 32 / 256, 8)
     assert [r["lr"] for r in steps] == pytest.approx(lrs, rel=1e-6)
-    assert steps[-1]["lr"] < 0.01 * max(lrs)  # the cosine got (nearly) to 0, not cut off half way
+    # the cosine got (nearly) to 0, not cut off half way: 3 steps short of a ~60-step cosine (allowed
+    # above) leaves the last logged lr (schedule[step - 1]) at <= 1.4% of the peak
+    assert steps[-1]["lr"] < 0.02 * max(lrs)
     assert torch.load(out / "checkpoint.pt", weights_only=True)["total_steps"] == totals[-1]
 
 
