@@ -31,7 +31,8 @@ def save_encoder(run_dir: str | os.PathLike, encoder: Encoder) -> None:
     tensors = {**encoder.backbone.state_dict(), **{f"whiten.{k}": v for k, v in encoder.whiten.state_dict().items()}}
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in tensors.items()}
-    atomic_write_with(run_dir / ENCODER_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_with(run_dir / ENCODER_FILE, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}),
+                      size=sum(v.nelement() * v.element_size() for v in state.values()))
     atomic_write_json(run_dir / CONFIG_FILE, asdict(encoder.cfg))
 
 

@@ -8,10 +8,16 @@
 
 The same functions serve `pipelines.cluster --export`, `pipelines.duplicates --export` and
 the page's download buttons, so the files are identical whichever way they were made.
+
+Paths are file names as the OS gives them, which need not be valid UTF-8. The CSV files are
+UTF-8 with Python's `surrogateescape` (`csv_bytes`): a name that is not UTF-8 keeps its exact
+bytes, and `read_csv_paths` (or `open(f, encoding="utf-8", errors="surrogateescape",
+newline="")`) reads back the same path; commas, quotes and newlines are quoted by `csv`.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -21,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from encoders.files import atomic_write_bytes
+from encoders.files import atomic_write_bytes, check_space, write_failure
 
 CLUSTER_COLUMNS = ("path", "cluster", "score")
 DUPLICATE_COLUMNS = ("group", "kind", "path", "score")
@@ -34,10 +40,21 @@ def refuse_inside(path: str | os.PathLike | None, data_root: str | os.PathLike, 
                          f"write it somewhere else")
 
 
+def csv_bytes(text: str) -> bytes:
+    """CSV text as the bytes of the file: UTF-8, names that are not UTF-8 as their own bytes."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def save_csv(path: str | os.PathLike, text: str) -> None:
-    """Write CSV text atomically, creating the parent folder."""
+    """Write CSV text atomically (`csv_bytes`), creating the parent folder."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, csv_bytes(text))
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict]:
+    """The rows of a CSV written by `save_csv`, with each path exactly as it was written."""
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _csv(header: tuple[str, ...], rows) -> str:
@@ -99,31 +116,55 @@ def move_plan_json(paths: list[str], found: dict, index_dir: str) -> str:
                        "groups": groups}, indent=1) + "\n"
 
 
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+
+
+def flat_name(path: str) -> str:
+    """An image's path as one file name, "/" as "__"; a name over NAME_MAX bytes keeps its start and
+    end (the extension) around a hash of the whole path, so distinct paths stay distinct."""
+    name = path.replace("/", "__")
+    raw = os.fsencode(name)
+    if len(raw) <= NAME_MAX:
+        return name
+    tag = hashlib.sha256(raw).hexdigest()[:16]
+    stem, ext = os.path.splitext(raw)
+    keep = NAME_MAX - len(tag) - 2 - len(ext[:32])
+    return os.fsdecode(stem[:keep] + b"~" + tag.encode() + b"~" + ext[:32])
+
+
 def write_cluster_folders(out: str | os.PathLike, root: str | os.PathLike, paths: list[str], labels: np.ndarray,
                           copy: bool = False) -> int:
     """OUT/cluster_NN/<path with / as __> for every image: a symlink to the original (or a copy).
 
     OUT must not exist yet; it is assembled in a temp folder beside it and renamed into place.
-    Returns how many entries were written. Raises ValueError if OUT exists.
+    Returns how many entries were written. Raises ValueError if OUT exists, and
+    `encoders.files.WriteFailed` (nothing left behind) when the disk is or gets too full.
     """
     out, root = Path(out), Path(root)
     if out.exists():
         raise ValueError(f"{out} already exists; give a new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    needed = sum((root / p).stat().st_size for p in paths) if copy else 0
+    check_space(out, needed)
     width = max(2, len(str(int(labels.max()) if len(labels) else 0)))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
         for p, c in zip(paths, labels):
             folder = tmp / f"cluster_{int(c):0{width}d}"
             folder.mkdir(exist_ok=True)
             target = (root / p).resolve()
-            dest = folder / p.replace("/", "__")
+            dest = folder / flat_name(p)
             if copy:
                 shutil.copy2(target, dest)
             else:
                 dest.symlink_to(target)
         tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        failed = write_failure(e, out, needed or None)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if failed is not None:
+            raise failed from e
         raise
     return len(paths)

@@ -36,7 +36,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from encoders.files import crash_point, fsync_dir
+from encoders.files import check_space, crash_point, fsync_dir, write_failure
 from index.factory import on_gpu
 from index.faiss_index import neighbours, search
 from index.manifest import MANIFEST, IndexLoadError, Item, Manifest, read_manifest  # noqa: F401 (re-exported)
@@ -218,6 +218,26 @@ class ShardMerge:
     ondisk: bool = False
 
 
+def index_bytes(index: faiss.Index) -> int:
+    """The size faiss.write_index will give `index`, counted without writing it anywhere."""
+    n = 0
+
+    def count(b: bytes) -> int:
+        nonlocal n
+        n += len(b)
+        return len(b)
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return n
+
+
+def folder_bytes(ids: np.ndarray, index: faiss.Index | None, embeddings: np.ndarray | None,
+                 shards: ShardMerge | None) -> int:
+    """About what the new index folder will take on disk (the manifest aside)."""
+    if shards is not None:  # the merged lists (in index.faiss or index.ivfdata) are about the filled shards'
+        return sum(p.stat().st_size for p in [shards.trained, *shards.filled, *shards.embeddings])
+    return embeddings.nbytes + ids.nbytes + (index_bytes(index) if index is not None else 0)
+
+
 def _write_contents(tmp: Path, manifest: Manifest, ids: np.ndarray, index: faiss.Index | None,
                     embeddings: np.ndarray | None, shards: ShardMerge | None) -> None:
     """Every file of an index folder into `tmp`, each fsynced."""
@@ -252,7 +272,9 @@ def write_index_dir(out: str | os.PathLike, manifest: Manifest, ids: np.ndarray,
 
     The crash points "index:before_swap" (all written and fsynced) and "index:after_swap"
     (before the previous index is deleted) are where the crash-safety tests kill a build.
-    A rerun deletes what a killed one left.
+    A rerun deletes what a killed one left. A disk without room for the new folder (checked
+    first, while the previous one is still there) or one that fills up or fails while writing
+    raises `encoders.files.WriteFailed`; the partial folder is removed and `out` is untouched.
     """
     if (embeddings is None) == (shards is None):
         raise ValueError("give either embeddings (and an index) or shards to merge")
@@ -262,8 +284,11 @@ def write_index_dir(out: str | os.PathLike, manifest: Manifest, ids: np.ndarray,
         raise IndexLoadError(f"{out} exists and is not an index folder; it is not replaced")
     for stale in stale_temp_dirs(out):  # left by a build that died
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    needed = folder_bytes(ids, index, embeddings, shards) + len(json.dumps(manifest.to_json(), indent=1))
+    check_space(out, needed)
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
         _write_contents(tmp, manifest, ids, index, embeddings, shards)
         crash_point("index:before_swap")
         if out.exists():
@@ -277,7 +302,10 @@ def write_index_dir(out: str | os.PathLike, manifest: Manifest, ids: np.ndarray,
         else:
             os.rename(tmp, out)
         fsync_dir(out.parent)
-    except BaseException:
-        if tmp.exists() and tmp != out:
+    except BaseException as e:
+        failed = write_failure(e, out, needed)
+        if tmp is not None and tmp.exists() and tmp != out:
             shutil.rmtree(tmp, ignore_errors=True)
+        if failed is not None:
+            raise failed from e
         raise

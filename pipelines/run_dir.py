@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
+import shutil
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +35,18 @@ def save_checkpoint(run_dir: Path, model, optimizer, step: int, total_steps: int
     """RUN_DIR/checkpoint.pt: model, optimizer, step, total_steps and the run's config dataclass."""
     ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
             "total_steps": total_steps, "config": asdict(cfg)}
-    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp))
+    atomic_write_with(run_dir / CHECKPOINT, lambda tmp: torch.save(ckpt, tmp), size=tensor_bytes(ckpt))
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in a nested dict/list: about what torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nelement() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 class Checkpointer:
@@ -95,8 +109,18 @@ def save_snapshot(run_dir: Path, encoder: Encoder, step: int, elapsed: float) ->
     """The encoder after `step` steps, as a loadable encoder folder RUN_DIR/snapshots/stepNNNNNNN,
     with summary.json {step, seconds since the run started (decoding included)}."""
     snap = run_dir / SNAPSHOTS / f"step{step:07d}"
-    save_encoder(snap, encoder)
-    atomic_write_json(snap / "summary.json", {"step": step, "seconds": elapsed})
+    snap.parent.mkdir(parents=True, exist_ok=True)
+    for stale in snap.parent.glob(".step*.tmp-*"):  # left by a run killed while saving one
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=snap.parent, prefix=f".{snap.name}.tmp-"))
+    try:  # the folder appears whole or not at all
+        save_encoder(tmp, encoder)
+        atomic_write_json(tmp / "summary.json", {"step": step, "seconds": elapsed})
+        shutil.rmtree(snap, ignore_errors=True)  # a rerun's own step, saved again
+        os.rename(tmp, snap)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return snap
 
 
