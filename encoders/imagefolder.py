@@ -97,7 +97,8 @@ def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> lis
     """All files under `root` with an image extension, sorted; symlinked folders are not followed.
 
     Files with other extensions are counted in `skips` as "not an image file", symlinked
-    folders (which may loop) as "symlinked folder not followed". A directory named `x.jpg`
+    folders (which may loop) as "symlinked folder not followed", folders that cannot be listed
+    as "folder permission denied" (or the reason). A directory named `x.jpg`
     is walked like any folder. Raises ValueError if `root` is not a directory.
     """
     root = Path(root)
@@ -105,7 +106,10 @@ def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> lis
         raise ValueError(f"--data {root}: not a directory")
     skips = skips if skips is not None else SkipReport()
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=None):
+    def unreadable_folder(e: OSError) -> None:  # permission denied, vanished while walking
+        skips.add(e.filename, f"folder {file_error(e, e.filename).reason}", e.strerror or "")
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable_folder):
         for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             dirnames.remove(name)
             skips.add(Path(dirpath) / name, "symlinked folder not followed")
