@@ -33,10 +33,11 @@ import numpy as np
 
 from index.faiss_index import as_vectors
 from index.graph import Neighbours, knn_graph, leiden, merge_tree, renumber_by_size
+from index.store import CLUSTERS_FILE
 
 log = logging.getLogger(__name__)
 
-CLUSTERS = "clusters.json"  # written beside the index by pipelines.cluster
+CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
 ALGORITHMS = ("graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
@@ -258,10 +259,11 @@ def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
     }
 
 
-def read_saved(index_dir) -> dict | None:
-    """{k, chosen_by, algorithm, settings} from INDEX_DIR/clusters.json, or None if absent, unreadable or not ours."""
+def read_saved(index_dir, d: dict | None = None) -> dict | None:
+    """{k, chosen_by, algorithm, settings} from INDEX_DIR/clusters.json (or its parsed `d`), or None if
+    absent, unreadable or not ours."""
     try:
-        d = json.loads((Path(index_dir) / CLUSTERS).read_text())
+        d = json.loads((Path(index_dir) / CLUSTERS).read_text()) if d is None else d
         k, why = d["k"], d.get("chosen_by", "")
         settings = ClusterSettings(**d.get("settings", {}))
     except (OSError, ValueError, KeyError, TypeError):
@@ -271,14 +273,18 @@ def read_saved(index_dir) -> dict | None:
     return {"k": k, "chosen_by": why, "settings": settings}
 
 
-def saved_result(index_dir, paths: list[str], x: np.ndarray) -> ClusterResult | None:
+def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None = None) -> ClusterResult | None:
     """The ClusterResult `pipelines.cluster` saved beside the index, rebuilt without clustering again;
-    None when absent, malformed, or not of exactly these paths (the index changed since)."""
-    saved = read_saved(index_dir)
-    if saved is None:
+    None when absent, malformed, not of exactly these paths, or (given `build`, the loaded index's
+    `build_id`) made for another build of the index: clusters of one build never go with another's."""
+    try:
+        d = json.loads((Path(index_dir) / CLUSTERS).read_text())  # read once: one version of the file
+    except (OSError, ValueError):
+        return None
+    saved = read_saved(index_dir, d) if isinstance(d, dict) else None
+    if saved is None or (build is not None and d.get("index_build") != build):
         return None
     try:
-        d = json.loads((Path(index_dir) / CLUSTERS).read_text())
         assignments, q = d["assignments"], d["quality"]
         if not isinstance(assignments, dict) or len(assignments) != len(paths):
             return None

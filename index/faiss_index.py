@@ -186,3 +186,15 @@ def recall_at_k(I: np.ndarray, I_true: np.ndarray) -> float:
     k = I_true.shape[1]
     hits = sum(len(set(a[:k].tolist()) & set(b.tolist())) for a, b in zip(I, I_true))
     return hits / (len(I_true) * k)
+
+
+def index_bytes(index: faiss.Index) -> int:
+    """The size faiss.write_index will give `index`, counted without writing it anywhere."""
+    n = 0
+
+    def count(b: bytes) -> int:
+        nonlocal n
+        n += len(b)
+        return len(b)
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return n

@@ -36,14 +36,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from encoders.files import check_space, crash_point, fsync_dir, write_failure
+from encoders.files import check_space, crash_point, file_sha256, fsync_dir, write_failure
 from index.factory import on_gpu
-from index.faiss_index import neighbours, search
+from index.faiss_index import index_bytes, neighbours, search
 from index.manifest import MANIFEST, IndexLoadError, Item, Manifest, read_manifest  # noqa: F401 (re-exported)
 from index.rerank import RowMap, search_reranked
 from index.shards import IVFDATA, concat_npy, merge_shards, read_ondisk
 
 INDEX_FILE = "index.faiss"
+CLUSTERS_FILE = "clusters.json"  # index.clusters.CLUSTERS, written beside the index by pipelines.cluster
 EMBEDDINGS = "embeddings.npy"
 IDS = "ids.npy"
 
@@ -65,6 +66,8 @@ class LoadedIndex:
     ids: np.ndarray  # int64 (M,)
     manifest: Manifest
     directory: Path
+    build_id: str = ""  # sha256 of its manifest.json: which build this is (clusters.json records it)
+    stamp: int = 0  # build_stamp of the folder when it was read
 
     def __post_init__(self):
         self.row_map = RowMap(self.ids)  # id -> row, for hits and exact re-ranking
@@ -122,16 +125,58 @@ class LoadedIndex:
 
 
 def build_stamp(index_dir: str | os.PathLike) -> int:
-    """Changes whenever the index folder is rebuilt or updated (its manifest's mtime); 0 if none."""
-    try:
-        return os.stat(Path(index_dir) / MANIFEST).st_mtime_ns
-    except OSError:
-        return 0
-
-
-def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedIndex:
-    """Read an index folder and check that its parts agree. Raises IndexLoadError."""
+    """Changes whenever the index folder is rebuilt or updated (a new folder swapped in) or
+    `pipelines.cluster` saves new clusters beside it; 0 if there is no index. Cheap (three stats):
+    read it once per request and load with it as the cache key."""
     index_dir = Path(index_dir)
+    parts = []
+    for p in (index_dir, index_dir / MANIFEST, index_dir / CLUSTERS_FILE):
+        try:
+            st = os.stat(p)
+            parts += [st.st_ino, st.st_mtime_ns]
+        except OSError:
+            if p != index_dir / CLUSTERS_FILE:
+                return 0
+            parts += [0, 0]
+    return hash(tuple(parts)) & ((1 << 63) - 1) or 1
+
+
+def load_index(index_dir: str | os.PathLike, use_gpu: bool = True, attempts: int = 5) -> LoadedIndex:
+    """Read an index folder and check that its parts agree. Raises IndexLoadError.
+
+    All parts come from one build: the folder is held open while it is read, and if a rebuild
+    or update swapped a new folder in meanwhile (`write_index_dir`), it is read again. So a
+    reader gets the old index or the new one, whole, never parts of both."""
+    index_dir = Path(index_dir)
+    for _ in range(attempts):
+        try:
+            fd = os.open(index_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return _load_once(index_dir, use_gpu, build_stamp(index_dir))  # raises the reason it is missing
+        try:
+            stamp = build_stamp(index_dir)
+            try:
+                loaded = _load_once(index_dir, use_gpu, stamp)
+            except IndexLoadError:
+                if not _replaced(index_dir, fd):
+                    raise
+                continue
+            if not _replaced(index_dir, fd):
+                return loaded
+        finally:
+            os.close(fd)  # held open, its inode cannot be reused by the next build: the check is exact
+    raise IndexLoadError(f"{index_dir} was replaced {attempts} times while it was read; try again")
+
+
+def _replaced(index_dir: Path, fd: int) -> bool:
+    """Whether `index_dir` is no longer the folder open as `fd` (a new build was swapped in)."""
+    try:
+        return os.stat(index_dir).st_ino != os.fstat(fd).st_ino
+    except OSError:
+        return True
+
+
+def _load_once(index_dir: Path, use_gpu: bool, stamp: int) -> LoadedIndex:
     m = read_manifest(index_dir)
     ondisk = m.layout.get("invlists") == "ondisk"
     for name in (INDEX_FILE, EMBEDDINGS, IDS) + ((IVFDATA,) if ondisk else ()):
@@ -157,9 +202,13 @@ def load_index(index_dir: str | os.PathLike, use_gpu: bool = True) -> LoadedInde
                              f"{m.count}; rebuild the index")
     if [it.id for it in m.items] != ids.tolist():
         raise IndexLoadError(f"{index_dir}: ids.npy does not match the manifest; rebuild the index")
+    try:
+        build_id = file_sha256(index_dir / MANIFEST)[:16]
+    except OSError as e:
+        raise IndexLoadError(f"{index_dir / MANIFEST} vanished while it was read ({e.strerror})") from None
     if use_gpu and not ondisk:  # on-disk lists stay on disk: copying them to the GPU would load them all
         index = on_gpu(index)
-    return LoadedIndex(index, np.ascontiguousarray(emb), ids, m, index_dir)
+    return LoadedIndex(index, np.ascontiguousarray(emb), ids, m, index_dir, build_id, stamp)
 
 
 def search_vectors(loaded: LoadedIndex, queries: np.ndarray, k: int = 10,
@@ -216,18 +265,6 @@ class ShardMerge:
     filled: list[Path]
     embeddings: list[Path]
     ondisk: bool = False
-
-
-def index_bytes(index: faiss.Index) -> int:
-    """The size faiss.write_index will give `index`, counted without writing it anywhere."""
-    n = 0
-
-    def count(b: bytes) -> int:
-        nonlocal n
-        n += len(b)
-        return len(b)
-    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
-    return n
 
 
 def folder_bytes(ids: np.ndarray, index: faiss.Index | None, embeddings: np.ndarray | None,

@@ -24,10 +24,14 @@ from pathlib import Path
 from encoders.files import atomic_write_json
 from index.clusters import ALGORITHMS, CLUSTERS, ClusterSettings, cluster_collection, describe, result_json
 from index.exports import clusters_csv, refuse_inside, save_csv, write_cluster_folders
-from index.store import load_index
+from index.store import IndexLoadError, build_stamp, load_index
 from pipelines.cli import run_cli
 
 log = logging.getLogger(__name__)
+
+
+class IndexChanged(IndexLoadError):
+    """The index folder was replaced by a new build while it was being clustered."""
 
 
 @dataclass
@@ -51,7 +55,9 @@ def run(cfg: ClusterConfig) -> dict:
     c = res.clustering
     log.info("%s", describe(res))
     paths = [it.path for it in loaded.manifest.items]
-    result = {**result_json(res, paths, cfg.top), "config": asdict(cfg)}
+    result = {**result_json(res, paths, cfg.top), "config": asdict(cfg), "index_build": loaded.build_id}
+    if build_stamp(cfg.index) != loaded.stamp and load_index(cfg.index, use_gpu=False).build_id != loaded.build_id:
+        raise IndexChanged(f"{cfg.index} was rebuilt while it was clustered; run pipelines.cluster again")
     atomic_write_json(Path(cfg.index) / CLUSTERS, result)
     if cfg.export:
         save_csv(cfg.export, clusters_csv(paths, c.labels, c.scores))
