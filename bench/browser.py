@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+SERVER_PIDS: dict[str, int] = {}  # URL of a running served_app -> its server's pid (for memory readings)
 
 
 def free_port() -> int:
@@ -51,6 +52,7 @@ def served_app(index_dir: str | os.PathLike, timeout: float = 120, app: str | os
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
                             preexec_fn=_die_with_parent)
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = proc.pid
     try:
         deadline = time.time() + timeout
         while True:
@@ -67,6 +69,7 @@ def served_app(index_dir: str | os.PathLike, timeout: float = 120, app: str | os
             time.sleep(0.3)
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         proc.terminate()
         try:
             proc.wait(10)
