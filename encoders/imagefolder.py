@@ -316,6 +316,7 @@ def decode_folder(root: str | os.PathLike, size: int, workers: int | None = None
     files = scan_images(root, skips)
     if not files:
         raise ValueError(f"--data {root}: no image files found ({skips.summary()})")
+    log.info("%d image files under %s; decoding them at %d px", len(files), root, size)
     out = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
     good = torch.zeros(len(files), dtype=torch.bool)
     bar = tqdm(total=len(files), desc="decode", unit="img", disable=not progress)

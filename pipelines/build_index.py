@@ -237,7 +237,9 @@ def run(cfg: BuildConfig) -> dict:
                        lambda rel, sha: same_content(root / rel, sha))
     log.info("%d images: %d to embed, %d unchanged, %d removed", len(stats), len(plan.embed),
              len(plan.reuse), len(plan.removed))
+    t_embed = time.perf_counter()
     ok, new_emb, hashes = embed_files([root / r for r in plan.embed], encoder, cfg, skips)
+    log.info("embedded %d images in %.1fs", int(ok.sum()), time.perf_counter() - t_embed)
     outcome = apply_plan(plan, stats, {rel: hashes[j] for j, rel in enumerate(plan.embed) if ok[j]})
     if not outcome.items:
         raise NoReadableImage(f"{root}: no readable image ({skips.summary()})")
