@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from encoders.decoded import Decoded
 from encoders.formats import IMAGE_EXTENSIONS, MISSING_READERS
 
 log = logging.getLogger(__name__)
@@ -258,15 +259,19 @@ class ImageFiles(Dataset):
     a DataLoader; `collate_skipping` drops it and the caller counts it.
     """
 
-    def __init__(self, files: list[Path], size: int):
+    def __init__(self, files: list[Path], size: int, decoded: Decoded | None = None):
         self.files = files
         self.size = size
         self.transform = resize_center_crop(size)
+        self.decoded = decoded  # pixels pretraining saved: taken as they are for unchanged files
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
+        saved = self.decoded.get(self.files[i]) if self.decoded is not None else None
+        if saved is not None:
+            return i, saved, None
         try:
             img = open_rgb(self.files[i], draft_size=self.size)
             return i, self.transform(img).as_subclass(torch.Tensor), None
@@ -292,11 +297,12 @@ def default_workers(beside_compute: bool = False, processes: int = 1) -> int:
     return max(1, share - 1) if beside_compute else share
 
 
-def iter_decoded(files: list[Path], size: int, batch_size: int = 256, workers: int | None = None):
-    """Yield (ok_idx, uint8 (n, 3, S, S), bad) batches, decoding in worker processes."""
+def iter_decoded(files: list[Path], size: int, batch_size: int = 256, workers: int | None = None,
+                 decoded: Decoded | None = None):
+    """Yield (ok_idx, uint8 (n, 3, S, S), bad) batches, decoding in worker processes (`decoded`: see ImageFiles)."""
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
-        ImageFiles(files, size), batch_size=batch_size, shuffle=False,
+        ImageFiles(files, size, decoded), batch_size=batch_size, shuffle=False,
         num_workers=workers, collate_fn=collate_skipping,
         persistent_workers=False, prefetch_factor=4 if workers else None,
     )

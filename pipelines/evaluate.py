@@ -37,6 +37,7 @@ from encoders.copies import (
     pick_sample,
     prepare_original,
 )
+from encoders.decoded import load_decoded
 from encoders.embed import Encoder, EncoderConfig, embed_tensor
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy, raw_pixel_features
 from encoders.fashion_mnist import load_fashion_mnist
@@ -132,16 +133,18 @@ def features(encoder: Encoder, images: torch.Tensor, raw_sizes: list[int]) -> tu
     return embed_tensor(encoder, images), {s: downsample(images, s) for s in raw_sizes}
 
 
-def folder_features(encoder: Encoder, root: str, raw_sizes: list[int]) -> tuple[list[Path], np.ndarray, dict,
-                                                                               SkipReport]:
-    """Every readable image under `root`, decoded and embedded batch by batch (the folder's pixels are
-    never all in memory) -> (paths, float32 (M, D), {size: uint8 (M, 3, size, size)}, skip report)."""
+def folder_features(encoder: Encoder, root: str, raw_sizes: list[int], run_dir: str | None = None
+                    ) -> tuple[list[Path], np.ndarray, dict, SkipReport]:
+    """Every readable image under `root`, decoded (or taken from what pretraining saved in `run_dir`)
+    and embedded batch by batch (the folder's pixels are never all in memory)
+    -> (paths, float32 (M, D), {size: uint8 (M, 3, size, size)}, skip report)."""
     skips = SkipReport()
     files = scan_images(root, skips)
     if not files:
         raise ValueError(f"{root}: no image files found ({skips.summary()})")
     rows, emb, raw = [], [], {s: [] for s in raw_sizes}
-    for idx, images, bad in iter_decoded(files, encoder.cfg.image_size):
+    decoded = load_decoded(run_dir, encoder.cfg.image_size) if run_dir else None
+    for idx, images, bad in iter_decoded(files, encoder.cfg.image_size, decoded=decoded):
         for i, err in bad:
             skips.add(files[i], err.reason, err.detail)
         if len(idx):
@@ -187,7 +190,7 @@ def run_copies(cfg: EvalConfig) -> dict:
     enc = encoder.cfg
     working = copies_working_size(enc.image_size) if cfg.copies_working_size is None else cfg.copies_working_size
     sizes = sorted({min(s, enc.image_size) for s in RAW_SIZES})
-    paths, emb, raw_db, skips = folder_features(encoder, cfg.copies, sizes)
+    paths, emb, raw_db, skips = folder_features(encoder, cfg.copies, sizes, cfg.encoder)
     rows = pick_sample(len(paths), cfg.copies_sample, cfg.seed)
     log.info("%s: %d images (%s); %d of them edited %d ways at %s", cfg.copies, len(paths), skips.summary(),
              len(rows), len(EDITS), f"{working} px" if working else "full resolution")
