@@ -5,7 +5,8 @@
 absolute path, byte size and modification time). `build_index` and the quality report, given
 that run folder, take a file's pixels from there when its size and mtime are unchanged (the same
 `encoders.imagefolder.ImageFiles` decoding made them) and decode only the others. The array is
-memory-mapped: looking a photo up reads one row, never the whole file into memory.
+memory-mapped: looking a photo up reads one row, never the whole file into memory. Entries of an
+older run stay valid: a file's pixels depend only on its bytes and S, and its size and mtime are checked.
 """
 from __future__ import annotations
 
@@ -36,11 +37,6 @@ def save_decoded(run_dir: str | os.PathLike, paths: list[Path], images: torch.Te
             np.save(f, images.numpy(), allow_pickle=False)
     atomic_write_with(run_dir / PIXELS, write)
     atomic_write_json(run_dir / FILES, {"size": int(images.shape[-1]), "files": files})
-
-
-def clear_decoded(run_dir: str | os.PathLike) -> None:
-    for name in (PIXELS, FILES):
-        (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 @dataclass

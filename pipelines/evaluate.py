@@ -172,6 +172,7 @@ def copies_features(encoder: Encoder, paths: list[Path], rows: np.ndarray, cfg: 
     -> (float32 (Q, D), {size: uint8 (Q, 3, size, size)}, row of each copy's original (Q,), edit names)."""
     rng = np.random.default_rng(cfg.seed)
     emb, raw, src, names = [], {s: [] for s in raw_sizes}, [], []
+    chunk = chunk if working_size else 1  # at full resolution, one photo's copies at a time
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
         copies, s, n = make_copies([load_original(paths[r], working_size) for r in part], seed=rng)

@@ -28,7 +28,7 @@ import torch
 from encoders import distributed
 from encoders.augment import AugmentConfig
 from encoders.backbones import build_backbone
-from encoders.decoded import clear_decoded, save_decoded
+from encoders.decoded import save_decoded
 from encoders.embed import Encoder, EncoderConfig
 from encoders.files import atomic_write_json
 from encoders.imagefolder import decode_folder, downsample, scan_images
@@ -177,7 +177,6 @@ def clear_old_run(run_dir: Path) -> None:
     (run_dir / METRICS).unlink(missing_ok=True)
     shutil.rmtree(run_dir / SNAPSHOTS, ignore_errors=True)
     (run_dir / ENCODER_FILE).unlink(missing_ok=True)
-    clear_decoded(run_dir)
 
 
 def run(cfg: PretrainConfig) -> dict:
