@@ -137,10 +137,11 @@ def distinct_crops(img: Image.Image, rng: np.random.Generator) -> tuple[Image.Im
     return img.crop(boxes[0]), img.crop(boxes[1])
 
 
-def make_copies(images: list[Image.Image], seed: int = 0, edits: dict | None = None):
+def make_copies(images: list[Image.Image], seed: int | np.random.Generator = 0, edits: dict | None = None):
     """Every edit of every image -> (edited images, source row (Q,), edit name per query).
 
-    Deterministic in `seed`; the originals are not modified."""
+    Deterministic in `seed` (a generator goes on where the last call left it, so editing in
+    chunks gives the copies of one call); the originals are not modified."""
     edits = EDITS if edits is None else edits
     rng = np.random.default_rng(seed)
     out, src, names = [], [], []
@@ -180,6 +181,13 @@ def prepare_original(img: Image.Image, max_side: int = 1024) -> Image.Image:
     img = img.copy()
     img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     return img
+
+
+def copies_working_size(image_size: int) -> int:
+    """The size (px, longer side) the quality report edits photos at: 4x the encoder's size, at least
+    512. A crop keeps down to ~0.26 of the side, so every copy still covers the encoder's size; the
+    recall it gives matches full-resolution editing (bench/results/library_bench_copies.json)."""
+    return max(512, 4 * image_size)
 
 
 REPORT_FILE = "eval_copies.json"  # RUN_DIR/REPORT_FILE: written by `pipelines.evaluate --copies`

@@ -22,9 +22,11 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
+from encoders.decoded import Decoded
+from encoders.formats import IMAGE_EXTENSIONS, MISSING_READERS
+
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 # Refuse images whose header declares more pixels than this (decompression bombs).
 MAX_IMAGE_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -96,7 +98,8 @@ class SkipReport:
 def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> list[Path]:
     """All files under `root` with an image extension, sorted; symlinked folders are not followed.
 
-    Files with other extensions are counted in `skips` as "not an image file", symlinked
+    Files with other extensions are counted in `skips` as "not an image file", photo formats
+    no installed decoder reads under what would read them (`encoders.formats`), symlinked
     folders (which may loop) as "symlinked folder not followed", folders that cannot be listed
     as "folder permission denied" (or the reason). A directory named `x.jpg`
     is walked like any folder. Raises ValueError if `root` is not a directory.
@@ -118,7 +121,11 @@ def scan_images(root: str | os.PathLike, skips: SkipReport | None = None) -> lis
             path = Path(dirpath) / name
             if name.startswith("."):
                 continue  # hidden files (.DS_Store, editor swap files) are not photos
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            suffix = path.suffix.lower()
+            if suffix in MISSING_READERS:
+                skips.add(path, MISSING_READERS[suffix])
+                continue
+            if suffix not in IMAGE_EXTENSIONS:
                 skips.add(path, "not an image file")
                 continue
             found.append(path)
@@ -142,10 +149,42 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# EXIF orientation -> the transpose that shows the photo upright (as `ImageOps.exif_transpose`)
+ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+REDUCIBLE_MODES = frozenset({"L", "RGB", "RGBA", "LA", "RGBX", "CMYK"})  # `Image.reduce` averages these correctly
+
+
+def reduce_to_cover(img: Image.Image, size: int, gap: int = 2) -> Image.Image:
+    """Box-average `img` by the largest integer factor that keeps both sides >= `gap` x `size`
+    (the slack keeps the later antialiased resize close to one from full size)."""
+    factor = min(img.width, img.height) // (gap * size)
+    if factor < 2:
+        return img
+    return img.reduce(factor, (0, 0, img.width - img.width % factor, img.height - img.height % factor))  # whole boxes
+
+
+def decode_small(img: Image.Image, draft_size: int | None) -> Image.Image:
+    """An opened image -> loaded, RGB, EXIF orientation applied. With `draft_size`, JPEG decodes at
+    the smallest DCT scale that still covers draft_size x draft_size; other formats decode in full
+    and are box-reduced at once (`reduce_to_cover`), so only the reduced copy outlives this call."""
+    if draft_size and img.format == "JPEG":
+        img.draft("RGB", (draft_size, draft_size))
+    img.seek(0)
+    img.load()
+    transpose = ORIENTATION.get(img.getexif().get(0x0112))
+    if draft_size and img.format != "JPEG":
+        img = reduce_to_cover(img if img.mode in REDUCIBLE_MODES else to_rgb(img), draft_size)
+    img = to_rgb(img)
+    return img.transpose(transpose) if transpose is not None else img
+
+
 def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None = None) -> Image.Image:
     """Decode `path` (or a binary file object; first frame of animations) to RGB, EXIF orientation applied.
 
-    `draft_size` lets JPEG decode at a reduced scale that still covers that size. Headers
+    `draft_size` decodes at a reduced size that still covers draft_size x draft_size
+    (`decode_small`): memory then depends on the encoder's size, not the photo's. Headers
     declaring more than MAX_IMAGE_PIXELS are refused before any pixel is decoded, whatever
     `PIL.Image.MAX_IMAGE_PIXELS` says. Raises UnreadableImage for anything that is not a
     usable image.
@@ -159,12 +198,7 @@ def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None
                     raise UnreadableImage("image has no pixels")
                 if w * h > MAX_IMAGE_PIXELS:
                     raise UnreadableImage("too many pixels", f"{w}x{h} declared, {BOMB_GUARD}")
-                if draft_size and img.format == "JPEG":
-                    img.draft("RGB", (draft_size, draft_size))
-                img.seek(0)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
+                return decode_small(img, draft_size)
     except UnreadableImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -229,15 +263,19 @@ class ImageFiles(Dataset):
     a DataLoader; `collate_skipping` drops it and the caller counts it.
     """
 
-    def __init__(self, files: list[Path], size: int):
+    def __init__(self, files: list[Path], size: int, decoded: Decoded | None = None):
         self.files = files
         self.size = size
         self.transform = resize_center_crop(size)
+        self.decoded = decoded  # pixels pretraining saved: taken as they are for unchanged files
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
+        saved = self.decoded.get(self.files[i]) if self.decoded is not None else None
+        if saved is not None:
+            return i, saved, None
         try:
             img = open_rgb(self.files[i], draft_size=self.size)
             return i, self.transform(img).as_subclass(torch.Tensor), None
@@ -263,11 +301,12 @@ def default_workers(beside_compute: bool = False, processes: int = 1) -> int:
     return max(1, share - 1) if beside_compute else share
 
 
-def iter_decoded(files: list[Path], size: int, batch_size: int = 256, workers: int | None = None):
-    """Yield (ok_idx, uint8 (n, 3, S, S), bad) batches, decoding in worker processes."""
+def iter_decoded(files: list[Path], size: int, batch_size: int = 256, workers: int | None = None,
+                 decoded: Decoded | None = None):
+    """Yield (ok_idx, uint8 (n, 3, S, S), bad) batches, decoding in worker processes (`decoded`: see ImageFiles)."""
     workers = default_workers() if workers is None else workers
     loader = DataLoader(
-        ImageFiles(files, size), batch_size=batch_size, shuffle=False,
+        ImageFiles(files, size, decoded), batch_size=batch_size, shuffle=False,
         num_workers=workers, collate_fn=collate_skipping,
         persistent_workers=False, prefetch_factor=4 if workers else None,
     )
@@ -287,6 +326,7 @@ def decode_folder(root: str | os.PathLike, size: int, workers: int | None = None
     files = scan_images(root, skips)
     if not files:
         raise ValueError(f"--data {root}: no image files found ({skips.summary()})")
+    log.info("%d image files under %s; decoding them at %d px", len(files), root, size)
     out = torch.empty(len(files), 3, size, size, dtype=torch.uint8)
     good = torch.zeros(len(files), dtype=torch.bool)
     bar = tqdm(total=len(files), desc="decode", unit="img", disable=not progress)

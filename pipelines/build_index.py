@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from encoders.decoded import load_decoded
 from encoders.embed import Encoder, EncoderConfig
 from encoders.files import crash_point, file_sha256
 from encoders.imagefolder import ImageFiles, SkipReport, collate_skipping, default_workers, file_error, scan_images
@@ -98,7 +99,8 @@ def embed_files(files: list[Path], encoder: Encoder, cfg: BuildConfig, skips: Sk
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Files -> (ok mask (F,), float32 (F, D) embeddings, sha256 per file); failures go to `skips`."""
     enc, workers = encoder.cfg, default_workers(beside_compute=True) if cfg.workers is None else cfg.workers
-    loader = DataLoader(HashingImageFiles(files, enc.image_size), batch_size=cfg.batch_size, shuffle=False,
+    decoded = load_decoded(cfg.encoder, enc.image_size)  # what pretraining decoded is not decoded again
+    loader = DataLoader(HashingImageFiles(files, enc.image_size, decoded), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=collate_hashed, prefetch_factor=4 if workers else None)
     ok = np.zeros(len(files), bool)
     emb = np.zeros((len(files), enc.feat_dim), np.float32)  # (F, D)
@@ -237,7 +239,9 @@ def run(cfg: BuildConfig) -> dict:
                        lambda rel, sha: same_content(root / rel, sha))
     log.info("%d images: %d to embed, %d unchanged, %d removed", len(stats), len(plan.embed),
              len(plan.reuse), len(plan.removed))
+    t_embed = time.perf_counter()
     ok, new_emb, hashes = embed_files([root / r for r in plan.embed], encoder, cfg, skips)
+    log.info("embedded %d images in %.1fs", int(ok.sum()), time.perf_counter() - t_embed)
     outcome = apply_plan(plan, stats, {rel: hashes[j] for j, rel in enumerate(plan.embed) if ok[j]})
     if not outcome.items:
         raise NoReadableImage(f"{root}: no readable image ({skips.summary()})")

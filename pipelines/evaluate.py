@@ -28,12 +28,30 @@ import torch
 from PIL import Image
 
 from encoders.backbones import build_backbone
-from encoders.copies import EDITS, REPORT_FILE, copy_recall, make_copies, pick_sample, prepare_original
-from encoders.embed import Encoder, EncoderConfig, embed_images, embed_tensor
+from encoders.copies import (
+    EDITS,
+    REPORT_FILE,
+    copies_working_size,
+    copy_recall,
+    make_copies,
+    pick_sample,
+    prepare_original,
+)
+from encoders.decoded import load_decoded
+from encoders.embed import Encoder, EncoderConfig, embed_tensor
 from encoders.evaluation import knn_accuracy, linear_probe_accuracy, raw_pixel_features
 from encoders.fashion_mnist import load_fashion_mnist
 from encoders.files import atomic_write_json
-from encoders.imagefolder import decode_folder, decode_images, downsample, open_rgb, resize_center_crop
+from encoders.imagefolder import (
+    SkipReport,
+    decode_folder,
+    decode_images,
+    downsample,
+    iter_decoded,
+    open_rgb,
+    resize_center_crop,
+    scan_images,
+)
 from encoders.runtime import pick_device
 from encoders.store import load_encoder
 from pipelines.cli import run_cli
@@ -58,6 +76,7 @@ class EvalConfig:
     seed: int = 0
     copies: str | None = None
     copies_sample: int = 200
+    copies_working_size: int | None = None  # None: encoders.copies.copies_working_size(image size); 0: full size
 
 
 def arrays_to_images(arr: np.ndarray, size: int) -> torch.Tensor:
@@ -109,25 +128,79 @@ def evaluate_features(name: str, ftr, ytr, fte, yte, cfg: EvalConfig) -> dict:
 RAW_SIZES = (16, 32)  # raw-pixel baselines for copies; the best one is reported
 
 
+def features(encoder: Encoder, images: torch.Tensor, raw_sizes: list[int]) -> tuple[np.ndarray, dict]:
+    """uint8 (n, 3, S, S) -> (float32 (n, D) embeddings, {size: uint8 (n, 3, size, size) raw pixels})."""
+    return embed_tensor(encoder, images), {s: downsample(images, s) for s in raw_sizes}
+
+
+def folder_features(encoder: Encoder, root: str, raw_sizes: list[int], run_dir: str | None = None
+                    ) -> tuple[list[Path], np.ndarray, dict, SkipReport]:
+    """Every readable image under `root`, decoded (or taken from what pretraining saved in `run_dir`)
+    and embedded batch by batch (the folder's pixels are never all in memory)
+    -> (paths, float32 (M, D), {size: uint8 (M, 3, size, size)}, skip report)."""
+    skips = SkipReport()
+    files = scan_images(root, skips)
+    if not files:
+        raise ValueError(f"{root}: no image files found ({skips.summary()})")
+    rows, emb, raw = [], [], {s: [] for s in raw_sizes}
+    decoded = load_decoded(run_dir, encoder.cfg.image_size) if run_dir else None
+    for idx, images, bad in iter_decoded(files, encoder.cfg.image_size, decoded=decoded):
+        for i, err in bad:
+            skips.add(files[i], err.reason, err.detail)
+        if len(idx):
+            rows += idx.tolist()
+            e, r = features(encoder, images, raw_sizes)
+            emb.append(e)
+            for size in raw_sizes:
+                raw[size].append(r[size])
+    if len(rows) < 2:
+        raise ValueError(f"{root}: copy detection needs at least 2 readable images, found {len(rows)} "
+                         f"({skips.summary()})")
+    return [files[i] for i in rows], np.concatenate(emb), {s: torch.cat(v) for s, v in raw.items()}, skips
+
+
+def load_original(path: Path, working_size: int) -> Image.Image:
+    """An original as the edits see it: decoded at `working_size` (0: full resolution)."""
+    if not working_size:
+        return open_rgb(path)
+    return prepare_original(open_rgb(path, draft_size=working_size), working_size)
+
+
+def copies_features(encoder: Encoder, paths: list[Path], rows: np.ndarray, cfg: EvalConfig, working_size: int,
+                    raw_sizes: list[int], chunk: int = 16) -> tuple[np.ndarray, dict, np.ndarray, list[str]]:
+    """Edit `paths[rows]` `chunk` originals at a time (only their copies' S x S pixels are kept)
+    -> (float32 (Q, D), {size: uint8 (Q, 3, size, size)}, row of each copy's original (Q,), edit names)."""
+    rng = np.random.default_rng(cfg.seed)
+    emb, raw, src, names = [], {s: [] for s in raw_sizes}, [], []
+    chunk = chunk if working_size else 1  # at full resolution, one photo's copies at a time
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        copies, s, n = make_copies([load_original(paths[r], working_size) for r in part], seed=rng)
+        e, r = features(encoder, decode_images(copies, encoder.cfg.image_size), raw_sizes)
+        emb.append(e)
+        for size in raw_sizes:
+            raw[size].append(r[size])
+        src.append(part[s])
+        names += n
+    return np.concatenate(emb), {s: torch.cat(v) for s, v in raw.items()}, np.concatenate(src), names
+
+
 def run_copies(cfg: EvalConfig) -> dict:
     """Copy detection on an unlabeled folder (see the module docstring)."""
-    device = pick_device(cfg.device)
-    encoder = load_encoder(cfg.encoder, device)
+    encoder = load_encoder(cfg.encoder, pick_device(cfg.device))
     enc = encoder.cfg
-    paths, images, skips = decode_folder(cfg.copies, enc.image_size, progress=False)
-    rows = pick_sample(len(paths), cfg.copies_sample, cfg.seed)
-    originals = [prepare_original(open_rgb(paths[i])) for i in rows]
-    copies, src, names = make_copies(originals, seed=cfg.seed)
-    src = rows[src]  # row of each copy's original among all images
-    log.info("%s: %d images (%s); %d of them edited %d ways", cfg.copies, len(paths), skips.summary(), len(rows),
-             len(EDITS))
-    results = {"encoder_path": str(cfg.encoder), "folder": str(cfg.copies), "images": len(paths),
-               "edited": len(rows), "edits": list(EDITS), "skipped": skips.as_dict(),
-               "encoder": copy_recall(embed_tensor(encoder, images), embed_images(encoder, copies), src, names)}
-    copy_px = decode_images(copies, enc.image_size)
+    working = copies_working_size(enc.image_size) if cfg.copies_working_size is None else cfg.copies_working_size
     sizes = sorted({min(s, enc.image_size) for s in RAW_SIZES})
-    raw = {size: copy_recall(raw_pixel_features(downsample(images, size)),
-                             raw_pixel_features(downsample(copy_px, size)), src, names) for size in sizes}
+    paths, emb, raw_db, skips = folder_features(encoder, cfg.copies, sizes, cfg.encoder)
+    rows = pick_sample(len(paths), cfg.copies_sample, cfg.seed)
+    log.info("%s: %d images (%s); %d of them edited %d ways at %s", cfg.copies, len(paths), skips.summary(),
+             len(rows), len(EDITS), f"{working} px" if working else "full resolution")
+    q_emb, raw_q, src, names = copies_features(encoder, paths, rows, cfg, working, sizes)
+    results = {"encoder_path": str(cfg.encoder), "folder": str(cfg.copies), "images": len(paths),
+               "edited": len(rows), "edits": list(EDITS), "working_size": working, "skipped": skips.as_dict(),
+               "encoder": copy_recall(emb, q_emb, src, names)}
+    raw = {size: copy_recall(raw_pixel_features(raw_db[size]), raw_pixel_features(raw_q[size]), src, names)
+           for size in sizes}
     best = max(raw, key=lambda s: raw[s]["recall_at_1"])
     results["raw_pixels"] = {**raw[best], "size": best}
     out = Path(cfg.out) if cfg.out else Path(cfg.encoder) / REPORT_FILE
@@ -212,6 +285,9 @@ def parse_args(argv=None) -> EvalConfig:
     p.add_argument("--out", default=None, help="JSON file (default RUN_DIR/eval_<dataset>.json)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--copies-sample", type=int, default=200, help="with --copies: how many images to edit")
+    p.add_argument("--copies-working-size", type=int, default=None,
+                   help="with --copies: edit photos at this many px (0: full resolution; default: from the "
+                        "encoder's image size, see encoders.copies.copies_working_size)")
     args = p.parse_args(argv)
     if args.train and not args.test:
         p.error("--train needs --test")

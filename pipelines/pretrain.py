@@ -28,6 +28,7 @@ import torch
 from encoders import distributed
 from encoders.augment import AugmentConfig
 from encoders.backbones import build_backbone
+from encoders.decoded import save_decoded
 from encoders.embed import Encoder, EncoderConfig
 from encoders.files import atomic_write_json
 from encoders.imagefolder import decode_folder, downsample, scan_images
@@ -125,6 +126,8 @@ def load_images(cfg: PretrainConfig, proc: Process):
     paths, images, skips = decode_folder(cfg.data, max(cfg.cache_size or 0, cfg.image_size), workers=workers,
                                          progress=cfg.progress)
     log.info("%d images decoded at %d px from %s; %s", len(paths), cfg.image_size, cfg.data, skips.summary())
+    if proc.is_main and images.shape[-1] == cfg.image_size:  # indexing and the report take them from here
+        save_decoded(cfg.out, paths, images)
     if proc.device.type == "cuda":
         images = images.to(proc.device) if images.numel() < 4 << 30 else images.pin_memory()
     return paths, images, skips

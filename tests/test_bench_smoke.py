@@ -26,7 +26,7 @@ HELPERS = {"__init__.py", "browser.py"}  # imported by the scripts (browser.py a
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
-          "duplicates_bench.py", "duplicates_page.py", "page_load.py"}
+          "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -249,6 +249,21 @@ def test_duplicates_page(tiny, tiny_index):
     out = tiny["root"] / "duplicates_page.png"
     run("duplicates_page.py", "--index", tiny_index, "--out", out, env=tiny["env"])
     assert out.is_file()
+
+
+def test_library_bench(tiny):
+    """A 12-photo library (scikit-image sources only, no package download) through the demo, every phase timed;
+    library_gen.py runs inside it."""
+    root = tiny["root"] / "library"
+    out = root / "library_bench.json"
+    run("library_bench.py", "--smoke", "--data", root / "photos", "--work", root / "work", "--out", out,
+        "--demo-args=--pretrain-args='--backbone smallcnn --image-size 32 --batch-size 8'", env=tiny["env"],
+        timeout=600)
+    r = json.loads(out.read_text())
+    assert r["rc"] == 0 and [p["phase"] for p in r["phases"]] == ["scan", "decode", "pretrain", "embed", "index",
+                                                                   "cluster", "report"]
+    assert all(p["seconds"] is not None for p in r["phases"]) and out.with_suffix(".png").is_file()
+    assert "--copies-check" in run("library_bench.py", "--help", env=tiny["env"]).stdout
 
 
 def test_no_script_wrote_into_bench_results(results_before):

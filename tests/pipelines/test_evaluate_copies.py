@@ -14,7 +14,7 @@ from PIL import Image
 from encoders import copies
 from encoders.backbones import build_backbone
 from encoders.embed import Encoder, EncoderConfig
-from encoders.store import save_encoder
+from encoders.store import load_encoder, save_encoder
 from pipelines import evaluate
 
 
@@ -120,3 +120,17 @@ def test_tiny_encoder_size_still_gets_a_raw_pixel_baseline(tmp_path):
     assert evaluate.main(["--encoder", str(run), "--copies", str(data), "--device", "cpu"]) == 0
     res = json.loads((run / "eval_copies.json").read_text())
     assert res["raw_pixels"]["size"] == 8 and res["encoder_path"] == str(run)
+
+
+def test_editing_in_chunks_gives_the_copies_of_one_pass(tmp_path, random_encoder):
+    """The report edits a few originals at a time (bounded memory): same copies, same features as all at once."""
+    data = noise_photos(tmp_path / "photos", 7, size=(300, 200))
+    encoder = load_encoder(random_encoder, "cpu")
+    paths, _, _, _ = evaluate.folder_features(encoder, str(data), [16])
+    cfg = evaluate.EvalConfig(seed=3)
+    rows = np.array([0, 2, 3, 6])
+    one = evaluate.copies_features(encoder, paths, rows, cfg, 128, [16], chunk=len(rows))
+    small = evaluate.copies_features(encoder, paths, rows, cfg, 128, [16], chunk=1)
+    assert np.allclose(one[0], small[0], atol=1e-5) and torch.equal(one[1][16], small[1][16])
+    assert np.array_equal(one[2], small[2]) and np.array_equal(one[2], np.repeat(rows, len(copies.EDITS)))
+    assert one[3] == small[3]

@@ -37,4 +37,5 @@ def test_torchrun_two_cpu_processes_write_once_and_resume(shape_folder, tmp_path
     assert summary["processes"] == 2 and summary["finished"]
     assert (out / "encoder.safetensors").is_file()
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["checkpoint.pt", "config.json", "encoder.safetensors", "loss.png", "metrics.jsonl", "summary.json"])
+        ["checkpoint.pt", "config.json", "decoded.json", "decoded.npy", "encoder.safetensors", "loss.png",
+         "metrics.jsonl", "summary.json"])  # decoded.*: rank 0 keeps the decoded folder for indexing
