@@ -5,6 +5,7 @@
     img = decode_upload(data, encoder.cfg, max_bytes)  # the same, from an upload's bytes (size checked)
     search_images(loaded, encoder, [img], k)         -> per image list[Hit] (cosine, best first)
     search_indexed(loaded, rel_path, k)              -> list[Hit] (the image itself left out)
+    strong_match_threshold(loaded)                   -> the score below which a result is a weak match
 
 A query goes through the same decoding as an indexed file in `build_index` (`open_rgb` with
 JPEG draft decoding at the encoder's image size, EXIF orientation, RGB conversion), then
@@ -25,6 +26,7 @@ from encoders import embed
 from encoders.embed import Encoder, EncoderConfig
 from encoders.imagefolder import UnreadableImage, open_rgb
 from encoders.store import load_recorded_encoder
+from index.calibration import NEIGHBOUR_K
 from index.store import Hit, LoadedIndex, Manifest, search_vectors
 
 
@@ -75,3 +77,18 @@ def search_indexed(loaded: LoadedIndex, rel_path: str, k: int = 10) -> list[Hit]
     """Neighbours of an image already in the index, from its stored embedding (no encoder)."""
     row = loaded.row_of(rel_path)
     return search_vectors(loaded, loaded.embeddings[row:row + 1], k, exclude_rows=[row])[0]
+
+
+def strong_match_threshold(loaded: LoadedIndex, sample: int = 500, seed: int = 0) -> float:
+    """Where relevance ends on this collection: the cosine a typical photo of it (the median over
+    `sample` of them) reaches with its NEIGHBOUR_K-th most similar other photo, the neighbour the
+    duplicates calibration (`index.calibration.kth_neighbour`) takes for a different picture.
+    A result below it is less alike than that: a weak match. -1.0 when the collection is too small
+    to say (every result is then among a photo's nearest few)."""
+    m = len(loaded.embeddings)
+    if m <= NEIGHBOUR_K:
+        return -1.0
+    rows = np.sort(np.random.default_rng(seed).choice(m, min(sample, m), replace=False))
+    hits = search_vectors(loaded, loaded.embeddings[rows], NEIGHBOUR_K, exclude_rows=rows.tolist())
+    kth = [h[-1].score for h in hits if len(h) == NEIGHBOUR_K]  # (S,)
+    return float(np.median(kth)) if kth else -1.0

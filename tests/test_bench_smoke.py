@@ -223,8 +223,8 @@ def test_screenshots(tiny, tiny_index):
     out.mkdir()
     run("screenshots.py", "--index", tiny_index, "--out", out, "--query", "fmnist_00000.png", "--k-clusters", "3",
         env=tiny["env"])
-    assert {p.name for p in out.glob("*.png")} == {"search.png", "clusters.png", "map.png", "map_mosaic.png",
-                                                   "duplicates.png", "about.png"}
+    assert {p.name for p in out.glob("*.png")} == {"search.png", "viewer.png", "clusters.png", "map.png",
+                                                   "map_mosaic.png", "duplicates.png", "about.png"}
 
 
 def test_duplicates_bench_starts(tiny):
