@@ -45,13 +45,13 @@ def main(argv=None) -> int:
     out = Path(args.out)
     data_root = Path(json.loads((Path(args.index) / "manifest.json").read_text())["data_root"])
     with tempfile.TemporaryDirectory() as tmp, served_app(args.index) as url, chromium() as browser:
-        query = Path(tmp) / "my_ankle_boot.png"
+        query = Path(tmp) / Path(args.query).name
         shutil.copy(data_root / args.query, query)
         page = open_page(browser, url)
         upload(page, [query])
         first_result_text(page)
         page.locator(".st-key-results-0 figure[data-hit='11'] img").wait_for(state="visible")
-        shoot(page, out / "search.png", 1150)
+        shoot(page, out / "search.png", 1350)
         page.locator(".st-key-results-0 figure[data-hit='1'] a.pg-img").click()
         page.get_by_role("dialog").locator("img").wait_for(state="visible")
         shoot(page, out / "viewer.png", 900)

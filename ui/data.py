@@ -106,6 +106,6 @@ def duplicate_rule(index_dir: str, stamp: int, rule_stamp: int) -> tuple[float, 
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def strong_threshold(index_dir: str, stamp: int) -> float:
-    """The score below which a result is a weak match on this collection (index.query)."""
+def strong_threshold(index_dir: str, stamp: int) -> tuple[float, str]:
+    """The score below which a result is a weak match on this collection, and why (index.query)."""
     return strong_match_threshold(get_index(index_dir, stamp))

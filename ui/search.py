@@ -42,7 +42,7 @@ def show_thumb(uri) -> None:
         st.caption(f"(cannot show: {e})")
 
 
-def result_cells(ix: data.Ix, hits, strong: float) -> tuple[list, list[Cell], tuple[int, str] | None]:
+def result_cells(ix: data.Ix, hits, strong: float, why: str) -> tuple[list, list[Cell], tuple[int, str] | None]:
     """The hits shown (all, or the strong ones when "only strong matches" is on), their captions,
     and the line before the first weak one."""
     _, rule = data.duplicate_rule(*ix, saved_rule_stamp(ix[0]))
@@ -55,9 +55,8 @@ def result_cells(ix: data.Ix, hits, strong: float) -> tuple[list, list[Cell], tu
     weak = next((r for r, h in enumerate(hits) if h.score < strong), None)
     if weak is None:
         return hits, cells, None
-    why = (f"less alike than a typical photo of this collection and its 10th most similar one "
-           f"(score {strong:.3f})")
-    text = f"Weaker matches below: {why}" if weak else f"No strong match: every result is {why}"
+    text = (f"Weaker matches below: under {strong:.3f}, where {why}" if weak else
+            f"No strong match: every result scores under {strong:.3f}, where {why}")
     return hits, cells, (weak, html.escape(text))
 
 
@@ -70,9 +69,9 @@ def show_result(ix: data.Ix, title: str, note: str, uri, hits, key: str, ms: flo
     right.caption(note)
     if back and state.kept_uploads():
         right.button("Back to uploads", key="clear-query", on_click=state.clear_query)
-    strong = data.strong_threshold(*ix)
+    strong, why = data.strong_threshold(*ix)
     n_strong = sum(h.score >= strong for h in hits)
-    shown, cells, divider = result_cells(ix, hits, strong)
+    shown, cells, divider = result_cells(ix, hits, strong, why)
     st.caption(f"{len(hits)} neighbours in {ms:.0f} ms · {n_strong} strong "
                f"{'match' if n_strong == 1 else 'matches'} · click a photo to see it large, "
                f"“similar” to search with it")
@@ -146,8 +145,7 @@ def body(ix: data.Ix, loaded) -> None:
     left, right = st.columns([3, 1], vertical_alignment="bottom", gap="large")
     k = left.slider("Neighbours (k)", 1, 48, key="k")
     right.toggle("Strong matches only", key="strong_only",
-                 help="Hide the results less alike than a typical photo of this collection and its 10th "
-                      "most similar one")
+                 help="Hide the results that score under the line where matches turn weak on this collection")
     st.file_uploader("Drop one or several images to find similar ones in the collection",
                      accept_multiple_files=True, key="uploads", on_change=state.uploads_changed)
     name = st.text_input("…or search an indexed image by name", key="name_query", on_change=name_entered,

@@ -67,7 +67,7 @@ def test_weak_matches_below_a_divider_and_only_strong_ones_on_request(app):
     assert 0 < first_weak < 33 and grid.count("pg-weak") == 33 - first_weak
     assert hits[0][2] == "copy_of_cross.png" and "duplicate</span>" not in grid  # not calibrated: no badge
     said = [c.value for c in app.caption if "neighbours in" in c.value][0]
-    assert f"· {first_weak} strong matches" in said
+    assert f"· {first_weak} strong match" in said
     app.toggle(key="strong_only").set_value(True).run()
     assert len(grid_hits(app)) == first_weak and "pg-weak" not in grid_text(app)
     assert "data-divider" not in grid_text(app)
