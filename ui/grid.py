@@ -87,8 +87,8 @@ def markdown_literal(text: str) -> str:
     return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
 
 
-def _link(path: str, act: str, inner: str, cls: str, title: str) -> str:
-    href = "?" + urlencode({**state.link_params(), "query": path})
+def _link(path: str, act: str, inner: str, cls: str, title: str, params: dict[str, str]) -> str:
+    href = "?" + urlencode({**params, "query": path})
     return (f'<a class="{cls}" href="{html.escape(href)}" data-act="{act}" data-path="{html.escape(path)}" '
             f'title="{html.escape(title)}">{inner}</a>')
 
@@ -100,11 +100,14 @@ def _image(path: str, thumb: Callable[[str], str]) -> str:
         return f'<div class="pg-none">(cannot show: {html.escape(str(e))})</div>'
 
 
-def cell_html(i: int, path: str, thumb: Callable[[str], str], cell: Cell, searchable: bool = True) -> str:
-    """One figure: the thumbnail (opens the viewer), a first line, the file name, a "similar" link."""
-    img = _link(path, "open", _image(path, thumb), "pg-img", f"{path}: click to see it large")
+def cell_html(i: int, path: str, thumb: Callable[[str], str], cell: Cell, searchable: bool = True,
+              params: dict[str, str] | None = None) -> str:
+    """One figure: the thumbnail (opens the viewer), a first line, the file name, a "similar" link;
+    its links carry `params` (the index) besides the query."""
+    params = {} if params is None else params
+    img = _link(path, "open", _image(path, thumb), "pg-img", f"{path}: click to see it large", params)
     name = html.escape(path.rsplit("/", 1)[-1])
-    similar = _link(path, "search", "similar", "pg-sim", "Search similar photos") if searchable else ""
+    similar = _link(path, "search", "similar", "pg-sim", "Search similar photos", params) if searchable else ""
     top = f"<div>{similar}{cell.top}</div>" if cell.top or similar else ""
     cls = "pg-cell" + (" pg-keep" if cell.keep else "") + (" pg-weak" if cell.weak else "")
     return (f'<figure class="{cls}" data-hit="{i}" data-path="{html.escape(path)}">{img}<figcaption>{top}'
@@ -115,11 +118,11 @@ def grid_html(paths: list[str], thumb: Callable[[str], str], cells: list[Cell] |
               searchable: bool = True, divider: tuple[int, str] | None = None) -> str:
     """Thumbnails (`thumb(path)` -> image URI) as one HTML grid; `divider` (before cell i, HTML
     text): a line across the grid, e.g. where matches turn weak."""
-    out = []
+    out, params = [], state.link_params()
     for i, path in enumerate(paths):
         if divider is not None and divider[0] == i:
             out.append(f'<div class="pg-divider" data-divider="{i}">{divider[1]}</div>')
-        out.append(cell_html(i, path, thumb, cells[i] if cells else Cell(), searchable))
+        out.append(cell_html(i, path, thumb, cells[i] if cells else Cell(), searchable, params))
     return (f'<div class="pg-grid" style="grid-template-columns:repeat({columns},minmax(0,1fr))">'
             + "".join(out) + "</div>")
 
@@ -140,11 +143,11 @@ def show_grid(paths: list[str], key: str, thumb: Callable[[str], str], cells: li
 def mosaic_html(tiles: dict[tuple[int, int], str], cols: int, rows: int, thumb: Callable[[str], str]) -> str:
     """The map as cols x rows tiles: `tiles` {(column, row): path}, row 0 at the bottom as on a plot;
     empty cells stay blank. Each tile opens the photo viewer."""
-    out = []
+    out, params = [], state.link_params()
     for r in range(rows - 1, -1, -1):
         for c in range(cols):
             path = tiles.get((c, r))
-            inner = "" if path is None else _link(path, "open", _image(path, thumb), "pg-img", path)
+            inner = "" if path is None else _link(path, "open", _image(path, thumb), "pg-img", path, params)
             out.append(f'<div class="pg-tile" data-cell="{c},{r}">{inner}</div>')
     return (f'<div class="pg-mosaic" style="grid-template-columns:repeat({cols},minmax(0,1fr))">'
             + "".join(out) + "</div>")
