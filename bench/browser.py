@@ -39,14 +39,16 @@ def _die_with_parent() -> None:
 
 
 @contextlib.contextmanager
-def served_app(index_dir: str | os.PathLike, timeout: float = 120, app: str | os.PathLike = REPO / "app.py"):
-    """`streamlit run app.py -- --index INDEX_DIR` on a free localhost port; yields its URL; always stopped.
+def served_app(index_dir: str | os.PathLike, timeout: float = 120, app: str | os.PathLike = REPO / "app.py",
+               args: tuple[str, ...] = ()):
+    """`streamlit run app.py -- --index INDEX_DIR [ARGS]` on a free localhost port; yields its URL; always stopped.
 
-    `app`: another version of the page (e.g. an older app.py, for before/after timings)."""
+    `app`: another version of the page (e.g. an older app.py, for before/after timings); `args`: the
+    page's own flags (e.g. "--share")."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false", "--", "--index", str(index_dir)]
+           "--browser.gatherUsageStats", "false", "--", "--index", str(index_dir), *args]
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"streamlit-{port}.log", "wb")
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # an `app` outside the repository imports its packages
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -91,18 +93,24 @@ def chromium():
             browser.close()
 
 
+HEADERS = {"Search": "Search by example", "Clusters": "Clusters", "Map": "Map of the collection",
+           "Duplicates": "Duplicates", "About": "About this index"}
+
+
 def open_page(browser, url: str, width: int = 1400, height: int = 900, timeout_ms: int = 120_000):
-    """A new tab on the app, waited until the script's first run has drawn the sidebar's page picker."""
+    """A new tab on the app, waited until the script's first run has drawn the page list and a page."""
     page = browser.new_page(viewport={"width": width, "height": height})
     page.set_default_timeout(timeout_ms)
     page.goto(url)
-    page.wait_for_selector("section[data-testid='stSidebar'] [role='radiogroup']")
+    page.wait_for_selector("[data-testid='stSidebarNav'] a")
+    page.wait_for_selector("[data-testid='stMain'] h2")
     return page
 
 
 def goto_page(page, name: str) -> None:
-    page.locator("section[data-testid='stSidebar'] label").filter(has_text=name).first.click()
-    page.wait_for_selector(f"h2:has-text('{name if name != 'Search' else 'Search by example'}')")
+    """Click `name` in the page list (no page load: the app reruns) and wait for its heading."""
+    page.locator("[data-testid='stSidebarNav'] a").filter(has_text=name).first.click()
+    page.wait_for_selector(f"[data-testid='stMain'] h2:has-text('{HEADERS[name]}')")
 
 
 def upload(page, files: list[str | os.PathLike]) -> None:

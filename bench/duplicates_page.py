@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     with served_app(args.index) as url, chromium() as browser:
         page = open_page(browser, url)
         goto_page(page, "Duplicates")
-        page.wait_for_selector("h3:has-text('Exact (')")
+        page.get_by_role("button", name="Download these groups").wait_for()
         settle(page, 800)
         shown = page.locator("[data-testid='stAlert']").first.inner_text()
         keepers = page.get_by_text(" · keep ").count()

@@ -2,7 +2,7 @@
 
     python bench/screenshots.py [--index indexes/demo] [--out docs]
 
-Writes docs/search.png, clusters.png, map.png, map_mosaic.png, duplicates.png, about.png.
+Writes docs/search.png, viewer.png, clusters.png, map.png, map_mosaic.png, duplicates.png, about.png.
 """
 from __future__ import annotations
 
@@ -45,31 +45,35 @@ def main(argv=None) -> int:
     out = Path(args.out)
     data_root = Path(json.loads((Path(args.index) / "manifest.json").read_text())["data_root"])
     with tempfile.TemporaryDirectory() as tmp, served_app(args.index) as url, chromium() as browser:
-        query = Path(tmp) / "my_ankle_boot.png"
+        query = Path(tmp) / Path(args.query).name
         shutil.copy(data_root / args.query, query)
         page = open_page(browser, url)
         upload(page, [query])
         first_result_text(page)
         page.locator(".st-key-results-0 figure[data-hit='11'] img").wait_for(state="visible")
-        shoot(page, out / "search.png", 1150)
+        shoot(page, out / "search.png", 1350)
+        page.locator(".st-key-results-0 figure[data-hit='1'] a.pg-img").click()
+        page.get_by_role("dialog").locator("img").wait_for(state="visible")
+        shoot(page, out / "viewer.png", 900)
+        page.keyboard.press("Escape")
 
         goto_page(page, "Clusters")
-        choose(page, "Number of clusters K", args.k_clusters)
+        choose(page, "Number of clusters", args.k_clusters)
         page.wait_for_selector(f"text=Cluster {int(args.k_clusters) - 1}")
-        shoot(page, out / "clusters.png", 1900)
+        shoot(page, out / "clusters.png", 2000)
 
         goto_page(page, "Map")
-        choose(page, "Colour by clusters, K =", args.k_clusters)
+        choose(page, "Colour by clusters", args.k_clusters)
         page.wait_for_selector("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg")
         page.mouse.click(10, 10)  # close any open dropdown
         shoot(page, out / "map.png", 900)
         page.get_by_role("tab", name="Thumbnail mosaic").click()
-        page.wait_for_selector("[data-testid='stImage'] img")
+        page.wait_for_selector(".st-key-mosaic .pg-tile img")
         shoot(page, out / "map_mosaic.png", 1050)
 
         goto_page(page, "Duplicates")
-        page.wait_for_selector("h3:has-text('Exact (')")
-        shoot(page, out / "duplicates.png", 1300)
+        page.get_by_role("button", name="Download these groups").wait_for()
+        shoot(page, out / "duplicates.png", 1500)
 
         goto_page(page, "About")
         shoot(page, out / "about.png", 900)

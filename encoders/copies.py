@@ -49,13 +49,18 @@ def mirror_grey(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return grey(mirror(img, rng), rng)
 
 
-def jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Re-encoded as JPEG at quality 15-40."""
+def jpeg_round_trip(img: Image.Image, quality: int) -> Image.Image:
+    """The image saved as JPEG at `quality` and decoded again, in memory."""
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=int(rng.integers(15, 41)))
+    img.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     with Image.open(buf) as out:
         return out.convert("RGB")
+
+
+def jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Re-encoded as JPEG at quality 15-40."""
+    return jpeg_round_trip(img, int(rng.integers(15, 41)))
 
 
 def rotate(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -78,11 +83,7 @@ def resave(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Shrunk to 40-90% of its size and re-saved as JPEG at quality 40-85 (a photo sent through a messenger)."""
     s = rng.uniform(0.4, 0.9)
     small = img.resize((max(1, round(img.width * s)), max(1, round(img.height * s))), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    small.save(buf, format="JPEG", quality=int(rng.integers(40, 86)))
-    buf.seek(0)
-    with Image.open(buf) as out:
-        return out.convert("RGB")
+    return jpeg_round_trip(small, int(rng.integers(40, 86)))
 
 
 def trim(img: Image.Image, rng: np.random.Generator) -> Image.Image:

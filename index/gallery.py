@@ -1,42 +1,25 @@
-"""What the search page shows, without Streamlit, so that app.py only draws.
+"""What the search page shows, computed without Streamlit or HTML (ui/ draws it).
 
-    jpeg_data_uri(img)                          -> "data:image/jpeg;base64,..."
-    thumb_image(loaded, path, size)             -> an indexed image as a thumbnail (only manifest paths)
-    thumb_data_uri(loaded, path, size)          -> the same as a data URI
-    grid_html(paths, thumb, captions, columns)  -> one HTML block of thumbnails with captions
-    markdown_literal(text)                      -> user text shown literally in markdown
-    picked_rows(selection, xy, paths)           -> rows picked on the map (clicked points or a box)
-    index_facts(loaded)                         -> {field: value} describing an index
-    spread_paths(loaded, n)                     -> n indexed paths spread over the collection
-    mosaic_png(loaded, xy, cols, rows, px)      -> PNG bytes: the 2-D map as a grid of thumbnails
-    map_chart(xy, labels, paths, axis, k)       -> Altair scatter, clickable ("pick") and boxable ("box")
+    thumb_image(loaded, path, size)        -> an indexed image as a thumbnail (only manifest paths)
+    photo_facts(loaded, path)              -> PhotoFacts: full path, pixel size, file size, date taken (EXIF)
+    matching_paths(loaded, text)           -> every indexed path containing `text` (an exact path alone)
+    picked_rows(selection, xy, paths)      -> rows picked on the map (clicked points or a box)
+    index_facts(loaded)                    -> ({plain field: value}, {technical field: value}) about an index
+    spread_paths(loaded, n)                -> n indexed paths spread over the collection
 """
 from __future__ import annotations
 
-import base64
-import html
-import io
-from typing import Callable
-from urllib.parse import urlencode
+import os
+from dataclasses import dataclass
+from pathlib import Path
 
-import altair as alt
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 from encoders.imagefolder import UnreadableImage, open_rgb, thumbnail
-from index.projection import map_cells
-from index.store import IndexLoadError, LoadedIndex
+from index.store import LoadedIndex
 
-THUMB_STYLE = "width:100%;aspect-ratio:1;object-fit:contain;background:#f3f3f3;border-radius:4px;display:block"
-CAPTION_STYLE = "font-size:0.8rem;color:#555;margin-top:4px;overflow-wrap:anywhere;line-height:1.3"
-MARKDOWN_SPECIAL = "\\`*_{}[]()#+-.!|<>~$"
-
-
-def jpeg_data_uri(img: Image.Image, quality: int = 85) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+EXIF_IFD, DATE_TAKEN, DATE_CHANGED, ORIENTATION = 0x8769, 36867, 306, 0x0112  # EXIF tags
 
 
 def thumb_image(loaded: LoadedIndex, path: str, size: int) -> Image.Image:
@@ -45,37 +28,47 @@ def thumb_image(loaded: LoadedIndex, path: str, size: int) -> Image.Image:
     return thumbnail(open_rgb(loaded.image_file(path), draft_size=size), size)
 
 
-def thumb_data_uri(loaded: LoadedIndex, path: str, size: int) -> str:
-    """`thumb_image` as a JPEG data URI."""
-    return jpeg_data_uri(thumb_image(loaded, path, size))
+@dataclass
+class PhotoFacts:
+    path: Path  # the file on disk
+    width: int  # as shown (EXIF orientation applied)
+    height: int
+    bytes: int
+    taken: str | None  # EXIF DateTimeOriginal (else DateTime), "YYYY-MM-DD HH:MM:SS"; None if absent
 
 
-def grid_html(paths: list[str], thumb: Callable[[str], str], captions: list[str] | None = None,
-              columns: int = 6, searchable: bool = True) -> str:
-    """Thumbnails (`thumb(path)` -> image URI) with captions as one HTML grid.
+def photo_facts(loaded: LoadedIndex, path: str) -> PhotoFacts:
+    """What a viewer says about an indexed image, read from its header (the pixels are not decoded).
+    Raises IndexLoadError (not in the index) or UnreadableImage (cannot be read now)."""
+    f = loaded.image_file(path)
+    try:
+        size = os.stat(f).st_size
+        with Image.open(f) as im:
+            exif = im.getexif()
+            w, h = im.size
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise UnreadableImage("cannot be read", str(e)) from None
+    if exif.get(ORIENTATION) in (5, 6, 7, 8):  # turned a quarter: shown with width and height swapped
+        w, h = h, w
+    taken = exif.get_ifd(EXIF_IFD).get(DATE_TAKEN) or exif.get(DATE_CHANGED)
+    if isinstance(taken, bytes):
+        taken = taken.decode("ascii", "replace")
+    taken = taken.strip("\x00 ") if isinstance(taken, str) else None
+    if taken and len(taken) >= 10 and taken[4] == ":" and taken[7] == ":":  # EXIF writes 2024:05:01 12:00:00
+        taken = taken[:4] + "-" + taken[5:7] + "-" + taken[8:]
+    return PhotoFacts(f, w, h, size, taken or None)
 
-    `captions` are HTML (escape user text with `html.escape`); default: the escaped path. A
-    thumbnail that cannot be made shows why instead. When `searchable`, each links to
-    `?query=PATH`, which the page turns into a search for that indexed image.
-    """
-    cells = []
-    for i, path in enumerate(paths):
-        try:
-            img = f'<img src="{thumb(path)}" alt="" style="{THUMB_STYLE}">'
-        except (IndexLoadError, UnreadableImage) as e:
-            img = f'<div style="{THUMB_STYLE};font-size:0.75rem;padding:4px">(cannot show: {html.escape(str(e))})</div>'
-        if searchable:
-            img = f'<a href="?{urlencode({"query": path})}" target="_self" title="Search this image">{img}</a>'
-        caption = captions[i] if captions else html.escape(path)
-        cells.append(f'<figure data-hit="{i}" style="margin:0">{img}<figcaption style="{CAPTION_STYLE}">{caption}'
-                     f'</figcaption></figure>')
-    return (f'<div style="display:grid;grid-template-columns:repeat({columns},minmax(0,1fr));gap:14px">'
-            + "".join(cells) + "</div>")
 
-
-def markdown_literal(text: str) -> str:
-    """User-provided text (an upload's name) shown literally in markdown."""
-    return "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
+def matching_paths(loaded: LoadedIndex, text: str) -> list[str]:
+    """Indexed paths containing `text` (any case), in index order; an exact indexed path alone."""
+    text = text.strip()
+    if not text:
+        return []
+    found = loaded.find_paths(text, limit=1)
+    if found == [text]:
+        return found
+    low = text.lower()
+    return [it.path for it in loaded.manifest.items if low in it.path.lower()]
 
 
 def picked_rows(selection: dict, xy: np.ndarray, paths: list[str]) -> list[int]:
@@ -92,57 +85,41 @@ def picked_rows(selection: dict, xy: np.ndarray, paths: list[str]) -> list[int]:
     return [int(r) for r in inside.nonzero()[0]]
 
 
-def index_facts(loaded: LoadedIndex) -> dict[str, str]:
-    """What an index is: size, folder, key, encoder, training run, when built."""
+INDEX_KINDS = {"Flat": "exact: every photo is compared with the query",
+               "IVF": "approximate: only the groups of photos nearest the query are compared",
+               "HNSW": "approximate: a graph of near neighbours is walked"}
+
+
+def index_facts(loaded: LoadedIndex) -> tuple[dict[str, str], dict[str, str]]:
+    """What an index is, in plain words (photos, folder, how search works, encoder, when built),
+    then the technical details (index key, metric, hashes, paths)."""
     m = loaded.manifest
     enc = m.encoder.get("config", {})
     enc = enc if isinstance(enc, dict) else {}
     training = enc.get("training", {}) if isinstance(enc.get("training"), dict) else {}
-    return {
-        "Images": f"{m.count:,}",
-        "Collection folder": m.data_root,
+    kind = next((v for k, v in INDEX_KINDS.items() if m.index_key.startswith(k)), m.index_key)
+    skipped = int(m.skipped.get("total", 0)) if m.skipped else 0
+    plain = {
+        "Photos": f"{m.count:,}",
+        "Photo folder": m.data_root,
+        "Search": kind,
+        "Each photo is described by": f"{m.dim} numbers, learned from this collection without labels",
+        "Learning method": enc.get("method") or training.get("method") or "unknown",
+        "Built": m.created or "unknown",
+        "Files left out when indexing": f"{skipped:,} (not readable as images)" if skipped else "none",
+    }
+    technical = {
         "Index": f"{m.index_key} ({m.metric}, dim {m.dim})",
         "Search parameters": ", ".join(f"{k}={v}" for k, v in m.search_params.items()) or "none",
-        "Built": m.created or "unknown",
-        "Encoder method": enc.get("method") or training.get("method") or "unknown",
         "Backbone": f"{enc.get('backbone', '?')} at {enc.get('image_size', '?')} px",
         "Training run": m.encoder.get("path", "?"),
         "Encoder sha256": m.encoder.get("sha256", "?")[:16] + "…",
-        "Skipped when indexing": str(m.skipped.get("total", 0)) if m.skipped else "0",
         "Index folder": str(loaded.directory),
     }
+    return plain, technical
 
 
 def spread_paths(loaded: LoadedIndex, n: int) -> list[str]:
     """n indexed paths evenly spread over the collection's order, to start searching from."""
     items = loaded.manifest.items
     return [items[i].path for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int)]
-
-
-def mosaic_png(loaded: LoadedIndex, xy: np.ndarray, cols: int, rows: int, px: int) -> bytes:
-    """The map xy (M, 2) as cols x rows tiles of px pixels: in each cell, the thumbnail of the
-    image nearest the cell's centre (`map_cells`); cells without an image (or whose image cannot
-    be opened) stay empty. Row 0 of the map is drawn at the bottom, as on a plot."""
-    canvas = Image.new("RGB", (cols * px, rows * px), (245, 245, 245))
-    for (c, r), row in map_cells(xy, cols, rows).items():
-        try:
-            img = thumb_image(loaded, loaded.manifest.items[row].path, px)
-        except (IndexLoadError, UnreadableImage):
-            continue
-        canvas.paste(img, (c * px + (px - img.width) // 2, (rows - 1 - r) * px + (px - img.height) // 2))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def map_chart(xy: np.ndarray, labels: np.ndarray, paths: list[str], axis: str, k: int) -> alt.Chart:
-    """Scatter of the map xy (M, 2) coloured by cluster label (M,), each point named by its path,
-    with a click selection named "pick" (by image) and a dragged-box selection named "box"."""
-    df = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": labels.astype(int), "image": paths})
-    pick = alt.selection_point(name="pick", fields=["image"], on="click")
-    box = alt.selection_interval(name="box", encodings=["x", "y"])
-    return (alt.Chart(df).mark_circle(size=18, opacity=0.75)
-            .encode(x=alt.X("x", title=f"{axis} 1"), y=alt.Y("y", title=f"{axis} 2"),
-                    color=alt.Color("cluster:N", title=f"cluster (K={k})", sort=list(range(k)),
-                                    scale=alt.Scale(scheme="category20")), tooltip=["image", "cluster"])
-            .add_params(pick, box).properties(height=520))

@@ -2,6 +2,7 @@
 
     project_2d(x (M, D), method)                      -> float32 (M, 2)
     cached_projection(index_dir, x (M, D), method)    -> float32 (M, 2), computed once per index
+    saved_projection(index_dir, x (M, D), method)     -> the saved one, or None (nothing computed)
     map_cells(xy (M, 2), cols, rows)                  -> {(col, row): row index nearest the cell's centre}
 
 Methods: PCA (exact SVD), t-SNE (scikit-learn, cosine, PCA init) and UMAP (umap-learn,
@@ -83,16 +84,25 @@ def projection_file(index_dir: str | os.PathLike, method: str) -> Path:
     return Path(index_dir) / f"projection_{method}.npz"
 
 
+def saved_projection(index_dir: str | os.PathLike, x: np.ndarray, method: str = "pca",
+                     seed: int = 0) -> np.ndarray | None:
+    """INDEX_DIR/projection_<method>.npz when it was made from these vectors, else None."""
+    try:
+        with np.load(projection_file(index_dir, method), allow_pickle=False) as f:
+            if str(f["fingerprint"]) == fingerprint(x, method, seed) and f["xy"].shape == (len(x), 2):
+                return f["xy"].astype(np.float32)
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # absent, stale or damaged
+    return None
+
+
 def cached_projection(index_dir: str | os.PathLike, x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     """project_2d, read from INDEX_DIR/projection_<method>.npz when it was made from these vectors,
     else computed and saved there atomically (a failed save leaves the result usable)."""
+    xy = saved_projection(index_dir, x, method, seed)
+    if xy is not None:
+        return xy
     path, key = projection_file(index_dir, method), fingerprint(x, method, seed)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if str(f["fingerprint"]) == key and f["xy"].shape == (len(x), 2):
-                return f["xy"].astype(np.float32)
-    except (OSError, ValueError, KeyError, EOFError):
-        pass  # absent, stale or damaged: compute again
     xy = project_2d(x, method, seed)
     buf = io.BytesIO()
     np.savez(buf, xy=xy, fingerprint=np.array(key))

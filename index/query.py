@@ -5,6 +5,7 @@
     img = decode_upload(data, encoder.cfg, max_bytes)  # the same, from an upload's bytes (size checked)
     search_images(loaded, encoder, [img], k)         -> per image list[Hit] (cosine, best first)
     search_indexed(loaded, rel_path, k)              -> list[Hit] (the image itself left out)
+    strong_match_threshold(loaded)                   -> the score below which a result is a weak match
 
 A query goes through the same decoding as an indexed file in `build_index` (`open_rgb` with
 JPEG draft decoding at the encoder's image size, EXIF orientation, RGB conversion), then
@@ -25,6 +26,7 @@ from encoders import embed
 from encoders.embed import Encoder, EncoderConfig
 from encoders.imagefolder import UnreadableImage, open_rgb
 from encoders.store import load_recorded_encoder
+from index.calibration import NEIGHBOUR_K
 from index.store import Hit, LoadedIndex, Manifest, search_vectors
 
 
@@ -75,3 +77,26 @@ def search_indexed(loaded: LoadedIndex, rel_path: str, k: int = 10) -> list[Hit]
     """Neighbours of an image already in the index, from its stored embedding (no encoder)."""
     row = loaded.row_of(rel_path)
     return search_vectors(loaded, loaded.embeddings[row:row + 1], k, exclude_rows=[row])[0]
+
+
+def strong_match_threshold(loaded: LoadedIndex, sample: int = 500, pairs: int = 20_000,
+                           seed: int = 0) -> tuple[float, str]:
+    """Where relevance ends on this collection: (cosine, why in plain words). A strong match is
+    both closer than the NEIGHBOUR_K-th most similar other photo of a typical photo here (the median
+    over `sample` photos; the neighbour the duplicates calibration, `index.calibration.kth_neighbour`,
+    takes for a different picture) and closer than 99 in 100 pairs of photos picked at random
+    (`pairs` of them): in a small or varied collection a photo's 10th neighbour is itself unrelated,
+    in a large alike one chance pairs score high. (-1.0, "") when the collection is too small to say."""
+    m = len(loaded.embeddings)
+    if m <= NEIGHBOUR_K:
+        return -1.0, ""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(m, min(sample, m), replace=False))
+    hits = search_vectors(loaded, loaded.embeddings[rows], NEIGHBOUR_K, exclude_rows=rows.tolist())
+    kth = float(np.median([h[-1].score for h in hits if len(h) == NEIGHBOUR_K]))
+    a, b = rng.integers(0, m, pairs), rng.integers(0, m, pairs)
+    a, b = a[a != b], b[a != b]
+    chance = float(np.quantile(np.einsum("pd,pd->p", loaded.embeddings[a], loaded.embeddings[b]), 0.99))  # (P,)
+    if kth >= chance:
+        return kth, f"a typical photo of this collection has {NEIGHBOUR_K} others at least this alike"
+    return chance, "two photos of this collection picked at random are this alike 1 time in 100"

@@ -26,7 +26,8 @@ HELPERS = {"__init__.py", "browser.py"}  # imported by the scripts (browser.py a
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
-          "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py"}
+          "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py",
+          "page_latency.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -227,13 +228,22 @@ def test_page_load(tiny, tiny_index):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (`make test` installs it)")
+def test_page_latency(tiny, tiny_index):
+    out = tiny["root"] / "page_latency.json"
+    run("page_latency.py", "--index", tiny_index, "-n", "1", "--out", out, env=tiny["env"])
+    actions = json.loads(out.read_text())["actions"]
+    assert set(actions) == {"search_from_result", "viewer", "switch_to_clusters", "switch_to_map",
+                            "switch_to_duplicates", "switch_to_about", "switch_to_search"}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (`make test` installs it)")
 def test_screenshots(tiny, tiny_index):
     out = tiny["root"] / "screenshots"
     out.mkdir()
     run("screenshots.py", "--index", tiny_index, "--out", out, "--query", "fmnist_00000.png", "--k-clusters", "3",
         env=tiny["env"])
-    assert {p.name for p in out.glob("*.png")} == {"search.png", "clusters.png", "map.png", "map_mosaic.png",
-                                                   "duplicates.png", "about.png"}
+    assert {p.name for p in out.glob("*.png")} == {"search.png", "viewer.png", "clusters.png", "map.png",
+                                                   "map_mosaic.png", "duplicates.png", "about.png"}
 
 
 def test_duplicates_bench_starts(tiny):

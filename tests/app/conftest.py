@@ -1,6 +1,7 @@
 """A tiny encoder + index of generated shapes, built once per test session for the app tests."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -30,6 +31,20 @@ def app_index(tmp_path_factory) -> Path:
     assert build_index.main(["--data", str(data), "--encoder", str(run), "--out", str(out),
                              "--workers", "0", "--batch-size", "16", "--no-progress"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def two_indexes(app_index, tmp_path_factory) -> tuple[Path, Path]:
+    """Two index folders side by side (indexes/a, indexes/b): b without the exact copy of a cross."""
+    base = tmp_path_factory.mktemp("two")
+    a, b = base / "indexes" / "a", base / "indexes" / "b"
+    shutil.copytree(app_index, a)
+    data = base / "data_b"
+    shutil.copytree(Path(json.loads((app_index / "manifest.json").read_text())["data_root"]), data)
+    (data / "copy_of_cross.png").unlink()
+    assert build_index.main(["--data", str(data), "--encoder", str(app_index.parent / "run"), "--out", str(b),
+                             "--workers", "0", "--no-progress"]) == 0
+    return a, b
 
 
 @pytest.fixture(scope="session")

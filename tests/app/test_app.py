@@ -1,7 +1,6 @@
 """Every page of app.py through streamlit's AppTest (no browser), on a tiny generated index."""
 from __future__ import annotations
 
-import html
 import io
 import json
 import re
@@ -16,9 +15,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from encoders.imagefolder import MAX_IMAGE_PIXELS
+from tests.app.pages import PAGES, goto, grid_hits, grid_text
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
-PAGES = ("Search", "Clusters", "Map", "Duplicates", "About")
 
 
 def errors(at: AppTest) -> list[str]:
@@ -29,34 +28,34 @@ def captions(at: AppTest) -> list[str]:
     return [c.value for c in at.caption]
 
 
-def grid_hits(at: AppTest) -> list[tuple[str, float, str]]:
-    """(rank, score, path) of every result shown in the neighbour grids, in page order."""
-    text = "".join(m.value for m in at.markdown)
-    return [(rank, float(score), html.unescape(path)) for rank, score, path in
-            re.findall(r"<b>(\d+)\.</b> ([0-9.-]+) · ([^<]*)</figcaption>", text)]
-
-
 def first_hit(at: AppTest) -> str:
     """The first result as 'score · path'."""
     hits = grid_hits(at)
-    assert hits, [m.value[:200] for m in at.markdown]
+    assert hits, grid_text(at)[:300]
     return f"{hits[0][1]:.3f} · {hits[0][2]}"
+
+
+def cluster_sizes(at: AppTest) -> dict[int, int]:
+    """{cluster: photos} from the headings of the Clusters page."""
+    found = (re.search(r"\*\*Cluster (\d+)\*\* · ([\d,]+) photos", m.value) for m in at.markdown)
+    return {int(f.group(1)): int(f.group(2).replace(",", "")) for f in found if f}
 
 
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(app, page):
-    app.sidebar.radio(key="page").set_value(page).run()
+    goto(app, page)
     assert not app.exception, app.exception
     assert not errors(app)
     assert app.header[0].value
 
 
 def test_clusters_for_a_chosen_k_and_paging(app):
-    app.sidebar.radio(key="page").set_value("Clusters").run()
+    goto(app, "Clusters")
     app.selectbox(key="k_clusters").set_value(3).run()
     assert not app.exception
     assert len(app.selectbox(key="browse_cluster").options) == 3
-    assert any(m.value.startswith("**Cluster 2**") for m in app.markdown)
+    assert sorted(cluster_sizes(app)) == [0, 1, 2]
+    assert app.markdown[0].value.startswith("**3 groups**, as chosen")
 
 
 def test_automatic_clusters_use_what_pipelines_cluster_saved(app_index, tmp_path, monkeypatch):
@@ -68,14 +67,14 @@ def test_automatic_clusters_use_what_pipelines_cluster_saved(app_index, tmp_path
     monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(index_dir)])
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.sidebar.radio(key="page").set_value("Clusters").run()
+    goto(app, "Clusters")
     assert not app.exception
     assert len(app.selectbox(key="browse_cluster").options) == 4
-    said = [c for c in captions(app) if c.startswith("4 groups, K set by hand.")]
-    assert said and "5 most similar photos are in its own group" in said[0], captions(app)
+    assert app.markdown[0].value.startswith("**4 groups**, as set when the index was clustered")
+    said = [c for c in captions(app) if "5 most similar photos are in its own group" in c]
+    assert said, captions(app)
     saved = json.loads((index_dir / "clusters.json").read_text())
-    assert {m.value.split("**")[1]: int(m.value.split(" · ")[1].split()[0]) for m in app.markdown
-            if m.value.startswith("**Cluster ")} == {f"Cluster {j}": n for j, n in enumerate(saved["sizes"])}
+    assert cluster_sizes(app) == dict(enumerate(saved["sizes"]))
 
 
 def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):
@@ -91,14 +90,15 @@ def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):
 def test_more_like_this_and_search_by_name(app):
     app.text_input(key="name_query").input("ellipse_3_000.png").run()
     assert not app.exception
+    assert app.query_params["query"] == "ellipse_3_000.png" and app.text_input(key="name_query").value == ""
     assert first_hit(app).endswith(" · ellipse_again.jpg")  # the re-encoded copy, itself left out
     second = grid_hits(app)[1][2]
-    assert f'href="?{urlencode({"query": second})}"' in "".join(m.value for m in app.markdown)  # its link
-    app.query_params["query"] = second  # what clicking the second result's thumbnail opens
+    assert f'href="?{urlencode({"query": second})}"' in grid_text(app)  # its link, for a new tab
+    app.query_params["query"] = second  # the address a click on its "similar" leads to
     app.run()
     assert not app.exception and app.subheader[0].value.startswith("Query: ")
-    assert app.session_state.indexed_query == second and second not in [h[2] for h in grid_hits(app)]
-    assert "query" not in app.query_params  # used once: the next interaction does not search it again
+    assert second not in [h[2] for h in grid_hits(app)]
+    assert app.query_params["query"] == second  # kept in the address: Back returns to the previous query
 
 
 def png_bytes(w: int, h: int) -> bytes:
@@ -159,11 +159,11 @@ def test_about_shows_the_quality_report_when_there_is_one(app, app_index):
     run = Path(json.loads((app_index / "manifest.json").read_text())["encoder"]["path"])
     report = run / "eval_copies.json"
     report.write_text(json.dumps({
-        "images": 40, "edits": ["crop", "mirror_grey"],
+        "images": 400, "edited": 40, "edits": ["crop", "mirror_grey"],
         "encoder": {"recall_at_1": 0.925, "by_edit": {"crop": 1.0, "mirror_grey": 0.85}},
         "raw_pixels": {"recall_at_1": 0.6, "by_edit": {"crop": 0.7, "mirror_grey": 0.5}}}))
     try:
-        app.sidebar.radio(key="page").set_value("About").run()
+        goto(app, "About")
         assert not app.exception and not errors(app)
         table = app.table[1].value
         assert list(table.index) == ["all edits", "crop", "mirror_grey"]
@@ -172,7 +172,7 @@ def test_about_shows_the_quality_report_when_there_is_one(app, app_index):
     finally:
         report.unlink()
     app.run()
-    assert len(app.table) == 1  # no report, no second table
+    assert len(app.table) == 2  # no report: the plain facts and the technical ones
 
 
 def test_duplicates_page_shows_the_calibrated_rule_keepers_and_the_move_plan(app_index, tmp_path, monkeypatch):
@@ -188,12 +188,12 @@ def test_duplicates_page_shows_the_calibrated_rule_keepers_and_the_move_plan(app
     monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(index)])
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.sidebar.radio(key="page").set_value("Duplicates").run()
+    goto(at, "Duplicates")
     assert not at.exception and not errors(at)
     assert at.info[0].value.lower().startswith(saved["reason"].lower()[:40])  # the calibrated sentence
     assert at.slider(key="dup_threshold").value == pytest.approx(round(saved["threshold"], 3), abs=1e-3)
     headings = [m.value for m in at.markdown if m.value.startswith("**Group")]
-    from index.gallery import markdown_literal
+    from ui.grid import markdown_literal
     for g in saved["exact"] + saved["near"]:
         assert any(f"keep {markdown_literal(g['keeper'])}" in h for h in headings), headings
     rule = saved_rule(index, load_index(index).manifest.created)

@@ -11,6 +11,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from pipelines import build_index
+from tests.app.pages import goto, grid_text
 from tests.bad_corpus import deny_reading, make_corpus
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -34,18 +35,18 @@ def test_app_over_the_corpus_index_with_files_gone_bad(app_index, tmp_path, monk
     monkeypatch.setattr(sys, "argv", ["app.py", "--index", str(out)])
     at = AppTest.from_file(APP, default_timeout=120).run()
     for page in ("Clusters", "Map", "Duplicates", "About"):
-        at.sidebar.radio(key="page").set_value(page).run()
+        goto(at, page)
         assert not at.exception and not at.error, (page, at.exception)
     table = at.table[0].value
-    assert table.loc["Images", "Value"] == str(len(corpus.usable))
-    assert table.loc["Skipped when indexing", "Value"] == str(len(corpus.skipped) - 1)
+    assert table.loc["Photos", "Value"] == str(len(corpus.usable))
+    assert table.loc["Files left out when indexing", "Value"].startswith(f"{len(corpus.skipped) - 1} ")
 
-    at.sidebar.radio(key="page").set_value("Search").run()
+    goto(at, "Search")
 
     at.slider(key="k").set_value(len(corpus.usable) - 1).run()  # every other indexed image is a hit
     at.text_input(key="name_query").input("good_2.png").run()
     assert not at.exception and not at.error
-    cannot = sorted(re.findall(r"\(cannot show: [^)]*\)?[^<]*", "".join(m.value for m in at.markdown)))
+    cannot = sorted(re.findall(r"\(cannot show: [^)]*\)?[^<]*", grid_text(at)))
     assert len(cannot) == 3, cannot
     assert any("vanished" in c for c in cannot)
     assert any("not a decodable image" in c for c in cannot)

@@ -1,34 +1,57 @@
-"""A real browser (Debian's Chromium via Playwright) drops files on the running app."""
+"""A real browser (Debian's Chromium via Playwright) on the running app: drops, clicks, the viewer,
+another index, the shared mode. `window.__kept` set before a click and read after it proves that
+no page load happened (a load starts a new window, a new session and empty uploads)."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from playwright.sync_api import expect
 
-from bench.browser import CHROMIUM, chromium, first_result_text, open_page, served_app, upload
+from bench.browser import CHROMIUM, chromium, first_result_text, goto_page, open_page, served_app, settle, upload
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing: apt-get install chromium (.ci/sysdeps.sh does)")
 
 
+def data_root(index: Path) -> Path:
+    return Path(json.loads((index / "manifest.json").read_text())["data_root"])
+
+
 @pytest.fixture(scope="module")
-def page(app_index):
+def served(app_index):
     with served_app(app_index) as url, chromium() as browser:
-        yield open_page(browser, url)
+        yield url, browser
+
+
+@pytest.fixture(scope="module")
+def page(served):
+    return open_page(served[1], served[0])
+
+
+def mark(page) -> None:
+    page.evaluate("window.__kept = 1")
+
+
+def no_page_load(page) -> bool:
+    return page.evaluate("window.__kept") == 1
+
+
+def query_shown(page, name: str):
+    page.locator("[data-testid='stMain'] h3", has_text=f"Query: {name}").wait_for(state="visible")
 
 
 def test_drop_image_shows_neighbour_grid(page, app_index, tmp_path):
-    data = Path(json.loads((app_index / "manifest.json").read_text())["data_root"])
     query = tmp_path / "dropped.png"
-    shutil.copy(data / "triangle_3_004.png", query)  # a copy of an indexed image
+    shutil.copy(data_root(app_index) / "triangle_3_004.png", query)  # a copy of an indexed image
     upload(page, [query])
     text = first_result_text(page)
     assert "triangle_3_004.png" in text and "1.000" in text
     page.locator(".st-key-results-0 figure[data-hit='11'] img").wait_for(state="visible")  # k = 12 thumbnails
-    page.screenshot(path=str(tmp_path / "search.png"))
     assert page.get_by_text("neighbours in").count() >= 1
     assert page.locator("[data-testid='stException']").count() == 0
 
@@ -44,3 +67,93 @@ def test_corrupt_upload_shows_message(page, corrupt_png):
     assert "corrupt.png: cannot be searched" in msg.inner_text()
     assert page.locator("[data-testid='stException']").count() == 0
     assert "Traceback" not in page.content()
+
+
+def test_a_result_is_searched_in_place_and_back_returns_to_the_upload(served, app_index, tmp_path):
+    page = open_page(served[1], served[0])
+    query = tmp_path / "mine.png"
+    shutil.copy(data_root(app_index) / "cross_3_000.png", query)
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("End")  # k = 48: every other image, the weak ones too
+    expect(slider).to_have_value("48")
+    upload(page, [query])
+    first_result_text(page)
+    assert page.locator(".st-key-results-0 .pg-divider").count() == 1  # where matches turn weak
+    second = page.locator(".st-key-results-0 figure[data-hit='1']").get_attribute("data-path")
+    mark(page)
+    page.locator(".st-key-results-0 figure[data-hit='1'] a.pg-sim").click()  # its "similar"
+    query_shown(page, second)
+    assert no_page_load(page) and f"query={quote(second)}" in page.url
+    assert page.get_by_role("slider").first.input_value() == "48"
+    page.go_back()  # the browser's Back: the upload's results again
+    query_shown(page, "mine.png")
+    assert no_page_load(page) and "query=" not in page.url
+    assert page.locator("[data-testid='stFileUploader']", has_text="mine.png").count() == 1  # still dropped
+
+
+def test_viewer_from_a_cluster_and_a_mosaic_tile_searches_on_the_search_page(served, app_index):
+    context = served[1].new_context(viewport={"width": 1400, "height": 900},
+                                    permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(served[0])
+    page.wait_for_selector("[data-testid='stMain'] h2")
+    mark(page)
+    goto_page(page, "Map")
+    page.get_by_role("tab", name="Thumbnail mosaic").click()
+    page.locator(".st-key-mosaic .pg-tile a.pg-img").first.click()
+    page.get_by_role("dialog").wait_for(state="visible")
+    page.keyboard.press("Escape")
+    page.get_by_role("dialog").wait_for(state="detached")
+    goto_page(page, "Clusters")
+    cell = page.locator(".st-key-central-0 figure[data-hit='0']")
+    path = cell.get_attribute("data-path")
+    cell.locator("a.pg-img").click()
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for(state="visible")
+    full = str(data_root(app_index) / path)
+    dialog.locator("code", has_text=full).wait_for(state="visible")  # the full path
+    assert "40 × 40 pixels" in dialog.inner_text()
+    dialog.get_by_role("button", name="Copy path").click()
+    dialog.get_by_role("button", name="Copied").wait_for(state="visible")
+    assert page.evaluate("navigator.clipboard.readText()") == full
+    dialog.get_by_role("button", name="Search similar").click()
+    query_shown(page, path)
+    assert no_page_load(page) and page.locator("[data-testid='stMain'] h2").inner_text() == "Search by example"
+    assert page.locator("[data-testid='stException']").count() == 0
+    context.close()
+
+
+def test_another_index_stays_open_after_clicking_a_result(served, two_indexes):
+    _, b = two_indexes
+    page = open_page(served[1], served[0])
+    sidebar = page.locator("section[data-testid='stSidebar']")
+    sidebar.get_by_role("combobox", name="Index").click()
+    page.get_by_role("option", name="Other folder…").click()
+    box = sidebar.get_by_role("textbox", name="Index folder")
+    box.fill(str(b))
+    box.press("Enter")
+    sidebar.get_by_text("33 photos").wait_for(state="visible")
+    settle(page, 300)
+    mark(page)
+    cell = page.locator(".st-key-sample figure[data-hit='3']")
+    path = cell.get_attribute("data-path")
+    cell.locator("a.pg-sim").click()
+    query_shown(page, path)
+    assert no_page_load(page) and f"index={quote(str(b), safe='')}" in page.url
+    assert sidebar.get_by_text("33 photos").count() == 1
+    assert page.locator("[data-testid='stAlert']").count() == 0  # no "is not in the index"
+
+
+def test_a_shared_page_refuses_another_folder(served, two_indexes):
+    a, b = two_indexes
+    with served_app(a, args=("--share",)) as url:
+        page = served[1].new_page()
+        page.set_default_timeout(120_000)
+        page.goto(f"{url}/?index={quote(str(b), safe='')}")
+        page.get_by_text("was not opened").wait_for(state="visible")
+        sidebar = page.locator("section[data-testid='stSidebar']")
+        assert sidebar.get_by_text("34 photos").count() == 1  # the command line's index
+        assert sidebar.get_by_role("combobox", name="Index").count() == 0
+        assert "index=" not in page.url

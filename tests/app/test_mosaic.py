@@ -1,33 +1,30 @@
-"""The map's thumbnail mosaic (index/gallery.py) on the app's tiny index: a tile where map_cells
-puts an image, background elsewhere, and the tile is that image's thumbnail."""
+"""The map's thumbnail mosaic (ui/grid.py) on the app's tiny index: a tile where map_cells puts
+an image, blank elsewhere, laid out as on a plot (row 0 at the bottom), each tile that image's
+thumbnail and a link that opens it."""
 from __future__ import annotations
 
-import io
+import html
+import re
 
-import numpy as np
-from PIL import Image
-
-from encoders.imagefolder import open_rgb, thumbnail
-from index.gallery import mosaic_png
 from index.projection import map_cells, project_2d
 from index.store import load_index
+from ui.grid import mosaic_html
 
-BACKGROUND = (245, 245, 245)
 
-
-def test_mosaic_tiles_are_the_thumbnails_of_the_cells_images(app_index):
+def test_mosaic_tiles_are_the_images_of_their_cells(app_index):
     loaded = load_index(app_index, use_gpu=False)
     xy = project_2d(loaded.embeddings, "pca")
-    cols, rows, px = 5, 4, 24
-    mosaic = np.asarray(Image.open(io.BytesIO(mosaic_png(loaded, xy, cols, rows, px))).convert("RGB"))
-    assert mosaic.shape == (rows * px, cols * px, 3)
+    cols, rows = 5, 4
     cells = map_cells(xy, cols, rows)
-    for c in range(cols):
-        for r in range(rows):
-            tile = mosaic[(rows - 1 - r) * px:(rows - r) * px, c * px:(c + 1) * px]
-            if (c, r) not in cells:
-                assert (tile == BACKGROUND).all()
-                continue
-            img = thumbnail(open_rgb(loaded.image_file(loaded.manifest.items[cells[c, r]].path), draft_size=px), px)
-            y0, x0 = (px - img.height) // 2, (px - img.width) // 2
-            assert np.array_equal(tile[y0:y0 + img.height, x0:x0 + img.width], np.asarray(img))
+    tiles = {cell: loaded.manifest.items[r].path for cell, r in cells.items()}
+    out = mosaic_html(tiles, cols, rows, lambda p: f"data:thumb/{p}")
+    found = re.findall(r'<div class="pg-tile" data-cell="(\d+),(\d+)">(.*?)</div>', out)
+    assert [(int(c), int(r)) for c, r, _ in found] == [(c, r) for r in range(rows - 1, -1, -1) for c in range(cols)]
+    for c, r, inner in found:
+        path = tiles.get((int(c), int(r)))
+        if path is None:
+            assert inner == ""
+            continue
+        assert f'src="data:thumb/{path}"' in inner and f'data-path="{html.escape(path)}"' in inner
+        assert 'data-act="open"' in inner
+    assert f"repeat({cols}," in out

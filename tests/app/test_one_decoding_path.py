@@ -3,10 +3,8 @@
 (JPEG draft decoding, EXIF orientation, RGB, resize) for all three."""
 from __future__ import annotations
 
-import html
 import io
 import json
-import re
 import shutil
 import sys
 
@@ -21,6 +19,7 @@ from index.query import load_query_encoder
 from index.store import load_index, search_vectors
 from pipelines import build_index, search
 from tests.app.conftest import APP
+from tests.app.pages import grid_hits
 from tests.conftest import draw_shape_image
 
 K = 5
@@ -68,12 +67,12 @@ def test_page_cli_and_index_agree_on_the_same_jpeg(photo_index, tmp_path, monkey
     at.slider(key="k").set_value(K).run()
     at.file_uploader(key="uploads").upload("upload.jpg", query.read_bytes(), "image/jpeg").run()
     assert not at.exception and not at.error
-    by_page = re.findall(r"<b>\d+\.</b> ([0-9.-]+) · ([^<]*)</figcaption>", "".join(m.value for m in at.markdown))
+    by_page = [(f"{score:.3f}", path) for _, score, path in grid_hits(at)]
 
     assert by_index[0].path == "big_photo.jpg" and by_index[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h["path"] for h in by_cli] == [h.path for h in by_index]
     np.testing.assert_allclose([h["score"] for h in by_cli], [h.score for h in by_index], atol=1e-6)
-    assert [html.unescape(p) for _, p in by_page] == [h.path for h in by_index]
+    assert [p for _, p in by_page] == [h.path for h in by_index]
     assert [s for s, _ in by_page] == [f"{h.score:.3f}" for h in by_index]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import tomllib
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import encoders.embed
+from tests.app.pages import grid_hits
 from tests.bad_corpus import make_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,7 +85,7 @@ def test_upload_names_never_touch_the_file_system(app, app_index, opened):
     app.slider(key="k").set_value(1)  # only the best hit's thumbnail is opened
     app.file_uploader(key="uploads").set_value([(n, own, "image/png") for n in names]).run()
     assert not app.exception and not app.error
-    firsts = re.findall(r"<b>1\.</b> ([0-9.]+) · ([^<]*)<", "".join(m.value for m in app.markdown))
+    firsts = [(f"{score:.3f}", path) for rank, score, path in grid_hits(app) if rank == 1]
     assert len(firsts) == 3  # each found the uploaded pixels, not the file its name points at
     assert all(c == ("1.000", "triangle_3_002.png") for c in firsts), firsts
     assert any(p.endswith("triangle_3_002.png") for p in opened)  # the hits' thumbnails, from the data root
@@ -100,7 +100,7 @@ def test_the_page_opens_only_images_listed_in_the_manifest(app, app_index, tmp_p
     if query == "OUTSIDE":
         query = str(outside)
     opened.clear()
-    app.session_state["indexed_query"] = query
+    app.query_params["query"] = query  # a link or a typed address
     app.run()
     assert not app.exception
     errors = [e.value for e in app.error]

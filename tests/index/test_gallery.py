@@ -1,17 +1,18 @@
-"""index/gallery.py (what the page shows) against plain loops, and the helpers the page calls."""
+"""index/gallery.py (what the page shows, without drawing it) against plain loops, and the helpers the page calls."""
 from __future__ import annotations
 
-import html
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from encoders.copies import REPORT_FILE, read_report, report_rows
 from encoders.imagefolder import UnreadableImage
 from index.clusters import Clustering, members
 from index.duplicates import near_groups_best_first
-from index.gallery import MARKDOWN_SPECIAL, grid_html, markdown_literal, picked_rows
+from index.gallery import photo_facts, picked_rows
 
 
 def test_box_selection_equals_a_plain_loop():
@@ -29,27 +30,6 @@ def test_clicked_points_win_over_the_box_and_junk_is_ignored():
     sel = {"pick": [{"image": "c"}, {"image": "a"}, "junk", {"other": 1}], "box": {"x": [-1, 1], "y": [-1, 1]}}
     assert picked_rows(sel, xy, paths) == [0, 2]
     assert picked_rows({}, xy, paths) == [] and picked_rows({"box": {"x": [0, 1]}}, xy, paths) == []
-
-
-def test_grid_escapes_names_links_them_and_says_why_a_thumbnail_is_missing():
-    paths = ['<b>x</b>&"y".png', "broken.png"]
-
-    def thumb(p):
-        if p == "broken.png":
-            raise UnreadableImage("truncated file")
-        return "data:image/jpeg;base64,AAAA"
-    out = grid_html(paths, thumb, columns=3)
-    assert html.escape(paths[0]) in out and "<b>x</b>" not in out
-    assert "?query=%3Cb%3Ex%3C%2Fb%3E%26%22y%22.png" in out
-    assert "(cannot show: truncated file)" in out and out.count("<figure") == 2
-    assert "repeat(3," in out
-    assert "<a href" not in grid_html(paths[:1], thumb, searchable=False)
-
-
-def test_markdown_literal_escapes_every_special_character_and_nothing_else():
-    text = "a" + MARKDOWN_SPECIAL + "é z"
-    out = markdown_literal(text)
-    assert out == "a" + "".join("\\" + c for c in MARKDOWN_SPECIAL) + "é z"
 
 
 def test_near_groups_are_ordered_by_their_best_pair():
@@ -88,3 +68,32 @@ def test_copies_report_reading(tmp_path):
                                     {"encoder": {"by_edit": [0.5]}, "edits": 7}])
 def test_an_empty_or_malformed_report_has_only_the_overall_row(report):
     assert report_rows(report) == {"all edits": (None, None)}
+
+
+def exif_jpeg(path, size=(60, 40), taken: str | None = None, orientation: int | None = None) -> None:
+    exif = Image.Exif()
+    if taken:
+        exif.get_ifd(0x8769)[36867] = taken  # DateTimeOriginal
+    if orientation:
+        exif[0x0112] = orientation
+    Image.new("RGB", size, (200, 30, 30)).save(path, quality=90, exif=exif.tobytes())
+
+
+def test_photo_facts_read_size_bytes_and_the_date_taken(tmp_path):
+    files = {"taken.jpg": dict(taken="2021:07:14 09:30:05"), "turned.jpg": dict(orientation=6),
+             "plain.png": {}}
+    for name, kw in files.items():
+        if name.endswith(".png"):
+            Image.new("RGB", (60, 40)).save(tmp_path / name)
+        else:
+            exif_jpeg(tmp_path / name, **kw)
+    loaded = SimpleNamespace(image_file=lambda p: tmp_path / p)  # all photo_facts asks of an index
+    taken = photo_facts(loaded, "taken.jpg")
+    assert (taken.width, taken.height, taken.taken) == (60, 40, "2021-07-14 09:30:05")
+    assert taken.path == tmp_path / "taken.jpg" and taken.bytes == (tmp_path / "taken.jpg").stat().st_size
+    turned = photo_facts(loaded, "turned.jpg")
+    assert (turned.width, turned.height, turned.taken) == (40, 60, None)  # shown upright: a quarter turn
+    assert photo_facts(loaded, "plain.png").taken is None
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    with pytest.raises(UnreadableImage):
+        photo_facts(loaded, "broken.jpg")

@@ -18,7 +18,7 @@ def test_pip_install_gives_the_console_commands(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "requirements.txt", "app.py"):
         shutil.copy(REPO / name, src / name)
-    for package in ("encoders", "index", "pipelines"):
+    for package in ("encoders", "index", "pipelines", "ui"):
         shutil.copytree(REPO / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
