@@ -1,12 +1,12 @@
 """The search page under load: N concurrent real browser sessions (Playwright contexts in Debian's
-Chromium) on one server, each dropping photos and paging clusters for a given time.
+Chromium) on one server, each dropping photos and opening the clusters for a given time.
 
     python bench/page_load.py [--index indexes/demo] [--sessions 1,4,16,32] [--seconds 120]
     python bench/page_load.py --index INDEX --smoke        # 1 session, a few seconds (tests)
 
 Each session loops: open the page, drop an indexed photo (copied under a new name) on the
 uploader and time it until the first result's thumbnail is shown (drop-to-grid); then open
-Clusters and step the "Browse one cluster" page once. An error is any failed wait or a
+Clusters from the page list and wait until its most central photos are drawn. An error is any failed wait or a
 Streamlit exception box. The server's RSS is sampled every 0.5 s. Writes p50/p95 drop-to-grid,
 errors, iterations and peak/end RSS per N to bench/results/page_load.json and a PNG beside it.
 """
@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.browser import CHROMIUM, CHROMIUM_ARGS, REPO, SERVER_PIDS, hit_selector, served_app  # noqa: E402
 
-SIDEBAR = "section[data-testid='stSidebar']"
 FIRST_IMAGE = f"{hit_selector(0, 0).replace(',', ' img,')} img"  # the first result's thumbnail
 FIRST_IMAGE_SHOWN = """sel => { const img = document.querySelector(sel);
     return !!img && img.complete && img.naturalWidth > 0; }"""
@@ -59,13 +58,8 @@ async def session(browser, url: str, photos: list[Path], deadline: float, out: d
                 str(photos[n % len(photos)]))
             await page.wait_for_function(FIRST_IMAGE_SHOWN, arg=FIRST_IMAGE, polling="raf")
             out["drop_ms"].append((time.perf_counter() - t0) * 1e3)
-            await page.locator(f"{SIDEBAR} label").filter(has_text="Clusters").first.click()
-            await page.wait_for_selector("h2:has-text('Clusters')")
-            await page.wait_for_selector("[data-testid='stNumberInputStepUp']")
-            step = page.locator("[data-testid='stNumberInputStepUp']").first
-            if await step.is_enabled():  # a cluster of one page has nothing to step to
-                await step.click()
-            await page.wait_for_selector("[data-testid='stSpinner']", state="detached")
+            await page.locator("[data-testid='stSidebarNav'] a").filter(has_text="Clusters").first.click()
+            await page.wait_for_function(CLUSTERS_DRAWN, polling="raf")
             if await page.locator("[data-testid='stException']").count():
                 raise RuntimeError("the page shows an exception")
             out["iterations"] += 1
@@ -75,6 +69,13 @@ async def session(browser, url: str, photos: list[Path], deadline: float, out: d
             await page.close()
         n += 1
     await ctx.close()
+
+
+CLUSTERS_DRAWN = """() => {
+    const h = document.querySelector("[data-testid='stMain'] h2");
+    const img = document.querySelector(".st-key-central-0 figure img");
+    return !!h && h.innerText.startsWith("Clusters") && !!img && img.complete && img.naturalWidth > 0;
+}"""
 
 
 async def load_level(url: str, sessions: int, seconds: float, photos: list[Path]) -> dict:

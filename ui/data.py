@@ -62,7 +62,7 @@ def clusters(index_dir: str, stamp: int, k: int | None, _settings: ClusterSettin
 @st.cache_data(show_spinner=False, max_entries=4)
 def saved_clusters(index_dir: str, stamp: int):
     loaded = get_index(index_dir, stamp)
-    return saved_result(index_dir, [it.path for it in loaded.manifest.items], loaded.embeddings)
+    return saved_result(index_dir, [it.path for it in loaded.manifest.items], loaded.embeddings, build=loaded.build_id)
 
 
 def clusters_for(ix: Ix, choice):
