@@ -1,6 +1,8 @@
 """Backbones: image (N, 3, S, S) -> representation h (N, D). No pretrained weights.
 
-`build_backbone(name, small_stem)` returns a module with a `.feat_dim` attribute.
+`build_backbone(name, small_stem)` returns a module with a `.feat_dim` attribute and a
+`feature_map(x)` -> (N, D, h, w), the map its forward averages into h (the encoder's read-out
+may pool it otherwise: encoders.embed).
 ResNets come from torchvision (`weights=None`) with `fc` removed; `small_stem` swaps the
 7x7/2 conv + max-pool for a 3x3/1 conv (CIFAR-style) for inputs up to 64 px.
 """
@@ -24,6 +26,11 @@ class ResNetBackbone(nn.Module):
         net.fc = nn.Identity()
         self.net = net
 
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))  # (N, D, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (N, D)
 
@@ -46,6 +53,9 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feat_dim = chans[-1]
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (N, D, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.features(x)).flatten(1)  # (N, D)

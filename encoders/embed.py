@@ -3,7 +3,7 @@ when off), uint8 images -> L2-normalised float32 representations h (not projecti
 
     encoder = Encoder(backbone, cfg)                  # cfg: EncoderConfig (preprocessing, sizes)
     encoder = encoder.with_whitening(images)          # a copy, PCA-whitening fitted on its embeddings
-    h = encoder(uint8 (N, 3, S, S))                   # (N, D)
+    h = encoder(uint8 (N, 3, S, S))                   # (N, cfg.dim): read-out of the feature map, whitened
     embed_tensor(encoder, images) / embed_images(encoder, paths_or_files)   # in batches, numpy
 
 Saved and loaded in one place, `encoders.store` (save_encoder / load_encoder).
@@ -24,7 +24,8 @@ from encoders.typed_json import typed_fields
 from encoders.whitening import Whitening, fit_whitening
 
 PREPROCESSING = ("backbone", "small_stem", "feat_dim", "image_size", "mean", "std", "normalize", "flip_average",
-                 "grey_average", "whiten")  # what shapes an embedding
+                 "grey_average", "whiten", "readout", "whiten_dim")  # what shapes an embedding
+READOUTS = {"avg": 1, "grid": 4}  # read-out -> regions of the feature map it concatenates
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,25 @@ class EncoderConfig:
     flip_average: bool = False  # embedding = mean of the image's and its mirror's (exactly mirror-invariant)
     grey_average: bool = False  # ... and of their greyscale versions (a grey copy shares half the embedding)
     whiten: bool = False  # PCA-whitening fitted on the training collection (encoders.whitening), in the weights
+    # how the backbone's last feature map becomes a vector: "avg" = global average (what it was trained
+    # with; configs saved without the field mean it); "grid" = averages over its 2x2 quadrants, concatenated
+    readout: str = "avg"
+    whiten_dim: int = 0  # with whiten: keep this many principal axes (0: all)
+
+    def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise ValueError(f"read-out {self.readout!r}: choose one of {', '.join(READOUTS)}")
+        if not 0 <= self.whiten_dim <= self.readout_dim:
+            raise ValueError(f"whiten_dim {self.whiten_dim}: between 0 and the read-out's {self.readout_dim}")
+
+    @property
+    def readout_dim(self) -> int:
+        return self.feat_dim * READOUTS[self.readout]
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the embeddings this encoder gives (what an index stores)."""
+        return self.whiten_dim if self.whiten and self.whiten_dim else self.readout_dim
 
     @classmethod
     def from_dict(cls, d: dict) -> "EncoderConfig":
@@ -67,7 +87,7 @@ class Encoder(nn.Module):
         self.backbone, self.cfg = backbone, cfg
         # with cfg.whiten and none given: an empty whitening, filled by load_state_dict
         if whitening is None:
-            whitening = Whitening(cfg.feat_dim) if cfg.whiten else nn.Identity()
+            whitening = Whitening(cfg.readout_dim, cfg.dim) if cfg.whiten else nn.Identity()
         self.whiten = whitening
 
     @property
@@ -85,7 +105,7 @@ class Encoder(nn.Module):
             x = torch.cat([x, rgb_to_grey_uint8(x)])  # (2V N, 3, S, S)
         x = normalize_batch(x, cfg.mean, cfg.std, cfg.normalize).contiguous(memory_format=torch.channels_last)
         with autocast(device, precision):
-            h = self.backbone(x).float()  # (V N, D), V views per image
+            h = read_out(self.backbone, x, cfg.readout).float()  # (V N, D), V views per image
         h = F.normalize(h.view(-1, n, h.shape[1]).mean(0), dim=1)  # (N, D)
         if isinstance(self.whiten, nn.Identity):
             return h
@@ -95,8 +115,19 @@ class Encoder(nn.Module):
         """A new encoder on a frozen copy of this backbone, with PCA-whitening fitted on its
         (unwhitened) embeddings of uint8 (M, 3, S, S) `images`; this one is left as it is."""
         plain = Encoder(copy.deepcopy(self.backbone).eval(), replace(self.cfg, whiten=False))
-        whitening = fit_whitening(torch.from_numpy(embed_tensor(plain, images)))
+        whitening = fit_whitening(torch.from_numpy(embed_tensor(plain, images)), out_dim=self.cfg.whiten_dim or None)
         return Encoder(plain.backbone, replace(self.cfg, whiten=True), whitening).to(self.device)
+
+
+def read_out(backbone: nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Normalised images (N, 3, S, S) -> (N, R D) from the backbone's last feature map (N, D, h, w):
+    "avg" its global average, the backbone's own output (R = 1); "grid" the averages over its 2x2
+    quadrants, concatenated (R = 4). A regional read-out keeps where things are in the picture,
+    which the global average discards (R-MAC, Tolias et al. 2016, pools regions for the same
+    reason); what it changes for clustering and search: bench/results/readout.json."""
+    if kind == "avg":
+        return backbone(x)  # (N, D)
+    return F.adaptive_avg_pool2d(backbone.feature_map(x), 2).flatten(1)  # (N, D, 2, 2) -> (N, 4 D)
 
 
 def rgb_to_grey_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -126,5 +157,5 @@ def embed_images(encoder: Encoder, images, batch_size: int = 64, precision: str 
 
     batch = decode_images(images, encoder.cfg.image_size)
     if not len(batch):
-        return np.empty((0, encoder.cfg.feat_dim), np.float32)
+        return np.empty((0, encoder.cfg.dim), np.float32)
     return embed_tensor(encoder, batch, batch_size, precision)

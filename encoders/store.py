@@ -84,8 +84,8 @@ def check_same_encoder(record: dict, dim: int, run_dir: str | os.PathLike, sha25
         raise EncoderMismatch(f"{run_dir} is not the encoder this index was built with (sha256 {sha256[:12]} vs "
                               f"{str(record.get('sha256'))[:12]} of {record.get('path')}); use that encoder or "
                               f"rebuild the index")
-    if cfg.feat_dim != dim:
-        raise EncoderMismatch(f"encoder {run_dir} gives dim {cfg.feat_dim}, the index has {dim}; rebuild the index")
+    if cfg.dim != dim:
+        raise EncoderMismatch(f"encoder {run_dir} gives dim {cfg.dim}, the index has {dim}; rebuild the index")
     changed = changed_preprocessing(record, cfg)  # same weights, other preprocessing: other vectors
     if changed:
         raise EncoderMismatch(f"{Path(run_dir) / CONFIG_FILE} differs from the config this index was built with "

@@ -21,29 +21,36 @@ DEFAULT_SHRINKAGE = 0.1
 
 
 class Whitening(nn.Module):
-    """h (N, D) -> (h - mean) @ proj, (N, D). Buffers only: saved with the encoder's weights."""
+    """h (N, D) -> (h - mean) @ proj, (N, d), d <= D (the top-d principal axes when d < D).
+    Buffers only: saved with the encoder's weights."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, out_dim: int | None = None):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))  # (D,)
-        self.register_buffer("proj", torch.eye(dim))  # (D, D)
+        self.register_buffer("proj", torch.eye(dim)[:, : out_dim or dim])  # (D, d)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return (h - self.mean) @ self.proj  # (N, D) @ (D, D)
+        return (h - self.mean) @ self.proj  # (N, D) @ (D, d)
 
 
 @torch.no_grad()
-def fit_whitening(feats: torch.Tensor, shrinkage: float = DEFAULT_SHRINKAGE) -> Whitening:
-    """Fit on float (M, D) features (M >= 2): mean, principal axes and their variances."""
+def fit_whitening(feats: torch.Tensor, shrinkage: float = DEFAULT_SHRINKAGE, out_dim: int | None = None) -> Whitening:
+    """Fit on float (M, D) features (M >= 2): mean, principal axes and their variances; with
+    `out_dim` d < D, only the d axes of largest variance are kept (shrinkage still uses the mean
+    variance of all D)."""
     if feats.dim() != 2 or feats.shape[0] < 2:
         raise ValueError(f"whitening needs (M, D) features with M >= 2, got {tuple(feats.shape)}")
     if shrinkage < 0:
         raise ValueError(f"shrinkage must be >= 0, got {shrinkage}")
+    d = feats.shape[1]
+    out_dim = out_dim or d
+    if not 1 <= out_dim <= d:
+        raise ValueError(f"whitening to {out_dim} dimensions asked of {d}-dimensional features")
     mean, var, axes = principal_axes(feats.double())
     scale = (var + shrinkage * var.mean()).clamp_min(1e-12).rsqrt()  # (D,)
-    w = Whitening(feats.shape[1])
+    w = Whitening(d, out_dim)
     w.mean.copy_(mean.float())
-    w.proj.copy_((axes * scale).float())  # (D, D): project on the axes, then scale each
+    w.proj.copy_((axes * scale)[:, d - out_dim:].float())  # (D, d): project on the top-d axes, then scale each
     return w
 
 

@@ -103,7 +103,7 @@ def embed_files(files: list[Path], encoder: Encoder, cfg: BuildConfig, skips: Sk
     loader = DataLoader(HashingImageFiles(files, enc.image_size, decoded), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=collate_hashed, prefetch_factor=4 if workers else None)
     ok = np.zeros(len(files), bool)
-    emb = np.zeros((len(files), enc.feat_dim), np.float32)  # (F, D)
+    emb = np.zeros((len(files), enc.dim), np.float32)  # (F, D)
     hashes = [""] * len(files)
     with tqdm(total=len(files), desc="embed", unit="img", disable=not cfg.progress) as bar:
         for idx, images, bad, shas in loader:
@@ -171,7 +171,7 @@ def run_shard(cfg: BuildConfig, encoder: Encoder, record: dict, root: Path,
     ok, emb, hashes = embed_files([root / r for r in rel_paths[a:b]], encoder, cfg, skips)
     items = [Item(rel, *stats[rel], hashes[j], a + j) for j, rel in enumerate(rel_paths[a:b]) if ok[j]]
     ids = np.array([it.id for it in items], np.int64)  # (S,)
-    manifest = Manifest(index_key="", dim=encoder.cfg.feat_dim, count=len(items), data_root=str(root.resolve()),
+    manifest = Manifest(index_key="", dim=encoder.cfg.dim, count=len(items), data_root=str(root.resolve()),
                         encoder=record, items=items, next_id=len(rel_paths), skipped=skips.as_dict(),
                         build=asdict(cfg), layout={"shard": i, "shards": n})
     out = shard_dir(cfg.out, i, n)
@@ -247,9 +247,9 @@ def run(cfg: BuildConfig) -> dict:
         raise NoReadableImage(f"{root}: no readable image ({skips.summary()})")
     embeddings = np.stack([old.embeddings[r] if src == "old" else new_emb[r]
                            for src, r in outcome.sources]).astype(np.float32)  # (M, D)
-    key = cfg.index_key or choose_index_key(len(outcome.items), enc.feat_dim, cfg.memory_budget_gb * 1e9)
+    key = cfg.index_key or choose_index_key(len(outcome.items), enc.dim, cfg.memory_budget_gb * 1e9)
     index, params = index_for(outcome, embeddings, old, key, cfg.seed)
-    manifest = Manifest(index_key=key, dim=enc.feat_dim, count=len(outcome.items), data_root=str(root.resolve()),
+    manifest = Manifest(index_key=key, dim=enc.dim, count=len(outcome.items), data_root=str(root.resolve()),
                         encoder=record, items=outcome.items, search_params=params, next_id=outcome.next_id,
                         skipped=skips.as_dict(), build=asdict(cfg))
     write_index_dir(cfg.out, manifest, np.array([it.id for it in outcome.items], np.int64), index=index,

@@ -205,9 +205,10 @@ def run(cfg: PretrainConfig) -> dict:
     elif proc.is_main:
         clear_old_run(run_dir)
     enc_cfg = encoder_config(cfg, model.backbone.feat_dim)
+    trained = Encoder(model.backbone, replace(enc_cfg, whiten=False, readout="avg"))  # what the method's head sees
     trainer = Trainer(model, optimizer, images, proc.device,
                       StepSettings(cfg.batch_size, cfg.seed, cfg.channels_last, cfg.precision),
-                      augment_config(cfg), schedule, Encoder(model.backbone, replace(enc_cfg, whiten=False)))
+                      augment_config(cfg), schedule, trained)
     deadline = budget_deadline(cfg, t_start)
     metrics = MetricsLog(run_dir / METRICS, proc.is_main)
     try:
@@ -259,7 +260,8 @@ def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:
     return EncoderConfig(backbone=cfg.backbone, small_stem=bool(cfg.small_stem), feat_dim=feat_dim,
                          image_size=cfg.image_size, method=cfg.method, training=asdict(cfg),
                          normalize=cfg.normalize, flip_average=cfg.flip_average, grey_average=cfg.grey_average,
-                         whiten=cfg.whiten)
+                         whiten=cfg.whiten, readout=cfg.readout,
+                         whiten_dim=feat_dim if cfg.whiten_dim is None else cfg.whiten_dim)
 
 
 @torch.no_grad()

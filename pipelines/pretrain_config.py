@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from encoders.augment import NORMALIZE_MODES
 from encoders.backbones import BACKBONES
+from encoders.embed import READOUTS
 from encoders.methods import METHODS, MethodSettings
 from encoders.recipe import AUTO, Collection, Hardware, choose_recipe
 from pipelines.flags import DefaultsHelpFormatter, add_fields, add_shared_fields
@@ -62,6 +63,11 @@ class PretrainConfig:
     grey_average: bool | str = opt(AUTO, "embed as the mean over colour and greyscale versions (on/off/auto)")
     whiten: bool | str = opt(AUTO, "fit PCA-whitening on the collection's embeddings into the saved encoder "
                                    "(on/off/auto)")
+    readout: str = opt("grid", "how the backbone's last feature map becomes the embedding: grid = the averages "
+                               "of its 2x2 quadrants, concatenated; avg = its global average "
+                               "(compared in bench/results/readout.json)", choices=tuple(READOUTS))
+    whiten_dim: int | None = opt(None, "the whitening keeps this many principal axes (default: the backbone's "
+                                       "width, the size of the global average; 0: all)")
     seed: int = opt(0, "data order, augmentations and initialisation")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     precision: str = opt("auto", "autocast precision", choices=("auto", "bf16", "fp32"))

@@ -27,7 +27,7 @@ SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_be
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
           "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py",
-          "page_latency.py"}
+          "page_latency.py", "readout_bench.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -163,6 +163,15 @@ def test_whitening_probe(tiny, shootout):
     mixed.symlink_to(shootout / "simclr-fmnist")
     run("whitening_probe.py", shootout / "simclr-fmnist", mixed, "--out", out, env=tiny["env"])
     assert {r["run"] for r in json.loads(out.read_text())} == {str(shootout / "simclr-fmnist"), str(mixed)}
+
+
+def test_readout_bench(tiny, shootout):
+    out = tiny["root"] / "readout.json"
+    run("readout_bench.py", "--encoder", f"fmnist={shootout / 'simclr-fmnist'}", "--limit", "120", "--out", out,
+        env=tiny["env"])
+    row = json.loads(out.read_text())["clustering"]["fmnist"]
+    assert set(row) == {"avg", "grid", "grid, whitened to 256", "raw pixels"}
+    assert all(0 <= row[v]["nmi"] <= 1 and 0 <= row[v]["knn_top1"] <= 100 for v in ("avg", "grid"))
 
 
 def test_cluster_bench(tiny, shootout):
