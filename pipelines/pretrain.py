@@ -260,8 +260,7 @@ def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:
     return EncoderConfig(backbone=cfg.backbone, small_stem=bool(cfg.small_stem), feat_dim=feat_dim,
                          image_size=cfg.image_size, method=cfg.method, training=asdict(cfg),
                          normalize=cfg.normalize, flip_average=cfg.flip_average, grey_average=cfg.grey_average,
-                         whiten=cfg.whiten, readout=cfg.readout,
-                         whiten_dim=feat_dim if cfg.whiten_dim is None else cfg.whiten_dim)
+                         whiten=cfg.whiten, readout=cfg.readout, whiten_dim=cfg.whiten_dim)
 
 
 @torch.no_grad()

@@ -66,8 +66,8 @@ class PretrainConfig:
     readout: str = opt("grid", "how the backbone's last feature map becomes the embedding: grid = the averages "
                                "of its 2x2 quadrants, concatenated; avg = its global average "
                                "(compared in bench/results/readout.json)", choices=tuple(READOUTS))
-    whiten_dim: int | None = opt(None, "the whitening keeps this many principal axes (default: the backbone's "
-                                       "width, the size of the global average; 0: all)")
+    whiten_dim: int = opt(0, "the whitening keeps this many principal axes (0: all; fewer make a smaller index, "
+                             "bench/results/readout.json)")
     seed: int = opt(0, "data order, augmentations and initialisation")
     device: str = opt("auto", "auto, cpu, cuda or cuda:N")
     precision: str = opt("auto", "autocast precision", choices=("auto", "bf16", "fp32"))
