@@ -166,9 +166,8 @@ def reduce_to_cover(img: Image.Image, size: int, gap: int = 2) -> Image.Image:
 
 
 def decode_small(img: Image.Image, draft_size: int | None) -> Image.Image:
-    """An opened image -> loaded, RGB, EXIF orientation applied. With `draft_size`, JPEG decodes at
-    the smallest DCT scale that still covers draft_size x draft_size; other formats decode in full
-    and are box-reduced at once (`reduce_to_cover`), so only the reduced copy outlives this call."""
+    """An opened image -> loaded, RGB, EXIF orientation applied (and removed). With `draft_size`, JPEG decodes at the
+    smallest DCT scale covering draft_size^2; others decode in full, box-reduced at once (`reduce_to_cover`)."""
     if draft_size and img.format == "JPEG":
         img.draft("RGB", (draft_size, draft_size))
     img.seek(0)
@@ -177,7 +176,12 @@ def decode_small(img: Image.Image, draft_size: int | None) -> Image.Image:
     if draft_size and img.format != "JPEG":
         img = reduce_to_cover(img if img.mode in REDUCIBLE_MODES else to_rgb(img), draft_size)
     img = to_rgb(img)
-    return img.transpose(transpose) if transpose is not None else img
+    if transpose is None:
+        return img
+    img = img.transpose(transpose)  # keeps img.info: drop what says "rotate", as exif_transpose does
+    for key in ("exif", "xmp", "XML:com.adobe.xmp"):
+        img.info.pop(key, None)
+    return img
 
 
 def open_rgb(path: str | os.PathLike | io.BufferedIOBase, draft_size: int | None = None) -> Image.Image:

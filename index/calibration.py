@@ -185,6 +185,7 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
         if crowd > t:
             t, how = crowd, (f"raised from {t:.3f} ({how}) to the cosine {NEIGHBOUR_QUANTILE:.0%} of the photos' "
                              f"{NEIGHBOUR_K}th nearest neighbours stay under")
+    t = round(t, 4)  # the value saved, applied and said
     floor = min(floor, t)
     pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
     found = pos_hit | (ev.pos_cos >= t)
@@ -194,6 +195,6 @@ def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_
     hashed = "" if hamming is None else f" ({found.mean():.0%} found with the pHash too: distance <= {hamming})"
     sentence = (f"threshold {t:.3f}: {enc_recall:.0%} of edited copies of {ev.photos} of this collection's photos "
                 f"score above it{hashed}, {rate:.1%} of distinct pairs (crops of different parts of one photo) do")
-    return Calibration(round(t, 4), hamming, list(kinds), round(floor, 4), float(found.mean()), enc_recall, rate,
+    return Calibration(t, hamming, list(kinds), round(floor, 4), float(found.mean()), enc_recall, rate,
                        by_edit,
                        len(ev.pos_cos), len(ev.neg_cos), ev.photos, how, sentence)

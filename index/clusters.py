@@ -11,8 +11,8 @@
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json):
 - "graph": Leiden communities of the k-NN graph merged greedily to K (index/graph.py); without K, the
-  number of groups of highest modularity. The default: within 0.02 NMI of the best on every
-  collection measured, the only one that picks K itself, and 3-5x faster than the UMAP variants.
+  number of groups of highest modularity. The default: the best or within 0.03 NMI of the best on
+  every collection measured, the only one that picks K itself, and 3-4x faster than the UMAP variants.
 - "kmeans": spherical K-means of the embeddings.
 - "umap-gmm": N2D (McConville et al. 2020): UMAP to 10 dimensions (min_dist 0) from the same k-NN
   graph, then a Gaussian mixture; "umap-kmeans": the same with K-means (umap-learn's clustering guide).

@@ -26,7 +26,7 @@ from scipy import sparse
 
 from index.faiss_index import as_vectors
 
-EXACT_MAX = 200_000  # exact k-NN up to here (M^2 D multiply-adds; timings: bench/results/cluster_bench_scale.log)
+EXACT_MAX = 200_000  # exact k-NN up to here (M^2 D multiply-adds; timings: bench/results/cluster_bench_scale.json)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ def test_build_then_search_equals_brute_force(folder, tiny_encoder, tmp_path, ca
     assert build(folder, tiny_encoder, out) == 0
     loaded = load_index(out)
     m = loaded.manifest
-    assert m.index_key == "Flat" and m.metric == "inner_product" and m.count == 50 and m.dim == 256
+    dim = load_encoder(tiny_encoder).cfg.dim  # what the encoder gives (its read-out, whitened)
+    assert m.index_key == "Flat" and m.metric == "inner_product" and m.count == 50 and m.dim == dim
     assert m.skipped["total"] == 2 and "broken.jpg" in json.dumps(m.skipped)
     assert m.encoder["path"] == str(tiny_encoder.resolve())
     paths = [it.path for it in m.items]
