@@ -40,7 +40,6 @@ import datasets  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
 from encoders.evaluation import cluster_scores, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
-from encoders.imagefolder import decode_folder  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ALGORITHMS, ClusterSettings, cluster_collection  # noqa: E402
 from pipelines.evaluate import arrays_to_images, random_init_like  # noqa: E402
@@ -60,17 +59,12 @@ def features(run: Path, images: torch.Tensor) -> dict[str, np.ndarray]:
 
 
 def fmnist_collection(run: Path, limit: int | None) -> tuple[dict, np.ndarray]:
-    size = load_encoder(run, torch.device("cpu")).cfg.image_size
-    x, y = load_fashion_mnist("test")
-    x, y = x[:limit], y[:limit]
-    return features(run, arrays_to_images(x, size)), y
+    images, y = datasets.labelled_images("fmnist", load_encoder(run, torch.device("cpu")).cfg.image_size)
+    return features(run, images[:limit]), y[:limit]
 
 
 def folder_collection(run: Path, limit: int | None, name: str = "mixed") -> tuple[dict, np.ndarray]:
-    size = load_encoder(run, torch.device("cpu")).cfg.image_size
-    folder = datasets.get(name)
-    paths, images, _ = decode_folder(folder, size, progress=False)
-    y = datasets.labels_for(folder, paths)
+    images, y = datasets.labelled_images(name, load_encoder(run, torch.device("cpu")).cfg.image_size)
     pick = np.random.default_rng(0).permutation(len(y))[:limit] if limit else np.arange(len(y))
     return features(run, images[torch.from_numpy(pick)]), y[pick]
 

