@@ -3,6 +3,7 @@ small crops, tone, mirror, greyscale, screenshots with borders, exact copies) an
 similar photos (other crops of one scene), written with their ground truth."""
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
 from pathlib import Path
@@ -115,8 +116,10 @@ def plant(out: Path, photos: list[Path], copies: dict[int, list[str]], scenes: l
             else:
                 im = EDITS[kind](open_rgb(src), rng)
                 entries.append((lambda p, im=im: save_jpeg(im, p), f"photo{g}", kind, ".jpg"))
+    first_of: dict[str, int] = {}  # byte-identical padding files are duplicates of one another
     for j, p in enumerate(pad):
-        entries.append((lambda q, s=p: shutil.copyfile(s, q), f"pad{j}", "padding", p.suffix))
+        g = first_of.setdefault(hashlib.sha256(p.read_bytes()).hexdigest(), j)
+        entries.append((lambda q, s=p: shutil.copyfile(s, q), f"pad{g}", "padding", p.suffix))
     order = rng.permutation(len(entries))
     files = {}
     for n, e in enumerate(order):

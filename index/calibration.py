@@ -11,7 +11,8 @@ pair that must not: the hardest pair of distinct photos there is (same scene, sa
     edited_pairs(files, rows, x, phashes, embed, ...) -> Evidence: cosine and pHashes of both kinds of pair
     choose_threshold(pos_cos, pos_hit, neg_cos, neg_hit, target_recall, max_distinct) -> (threshold, how)
     calibrate(evidence, hamming, kinds, target_recall, max_distinct) -> Calibration: the rule "pHash distance
-        <= hamming and cosine >= floor, or cosine >= threshold", its rates and a sentence saying them
+        <= hamming and cosine >= floor, or cosine >= threshold", each only where the pair stands apart
+        (`index.duplicates.Crowding`, its margins set here), its rates and a sentence saying them
 
 Photos are edited at a working size (longer side <= 512 px), a few at a time, so calibration
 needs little memory whatever the photos' resolution. Legend: P edited copies, N distinct pairs, D dim.
@@ -23,16 +24,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import faiss
 import numpy as np
 from PIL import Image
 
 from encoders.copies import DUPLICATE_EDITS, distinct_crops, make_copies, prepare_original
 from encoders.imagefolder import UnreadableImage, open_rgb
+from index.duplicates import NEIGHBOUR_K, Crowding, kth_neighbour
 from index.phash import image_hashes, min_hamming
 
 log = logging.getLogger(__name__)
 FLOOR_QUANTILE = 0.01  # of the cosines of the edited copies the pHash finds: below it a hash match is not trusted
+EDIT_QUANTILE = 0.95  # of the pHash distances of the edited copies the pHash finds: what an edit moves a pHash
 
 
 @dataclass
@@ -91,19 +93,7 @@ def edited_pairs(files: list[Path], rows: np.ndarray, x: np.ndarray, phashes: np
                     cat(neg_cos).astype(np.float32), cat(neg_a), cat(neg_b), photos, kth_neighbour(x, rows))
 
 
-NEIGHBOUR_K = 10  # a pair is not a duplicate for being as close as a photo's 10th nearest other photo
-NEIGHBOUR_QUANTILE = 0.99
-
-
-def kth_neighbour(x: np.ndarray, rows: np.ndarray, k: int = NEIGHBOUR_K) -> np.ndarray:
-    """Cosine of each of x[rows]'s k-th nearest other row (x (M, D) L2-normalised) -> float32 (S,).
-    Copies come in small groups, so the 10th neighbour is (nearly always) a different picture:
-    how close distinct pictures get in this collection (dense where it holds many alike)."""
-    if len(x) <= k:
-        return np.empty(0, np.float32)
-    D, _ = faiss.knn(np.ascontiguousarray(x[rows], np.float32), np.ascontiguousarray(x, np.float32), k + 1,
-                     metric=faiss.METRIC_INNER_PRODUCT)  # (S, k + 1): itself first
-    return D[:, k].astype(np.float32)
+NEIGHBOUR_QUANTILE = 0.99  # of the sampled photos' NEIGHBOUR_K-th neighbour cosines: the threshold's lowest
 
 
 def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarray, neg_hit: np.ndarray,
@@ -139,6 +129,17 @@ def choose_threshold(pos_cos: np.ndarray, pos_hit: np.ndarray, neg_cos: np.ndarr
                   f"{target_recall:.0%} of edited copies would need {t_hi:.3f}, which flags more")
 
 
+def crowding_margins(pos_dist: np.ndarray, neg_dist: np.ndarray, hamming: int, max_distinct: float) -> Crowding:
+    """The `Crowding` test's margins from the calibration pairs' pHash distances: `hash_margin`, the
+    distance 95% of the edited copies the hash finds (`pos_dist` <= `hamming`) stay within (what an
+    edit moves a pHash; `hamming` when it finds none); `cos_hamming`, the distance `max_distinct`
+    of the distinct pairs (`neg_dist`) lie below (their quantile, rounded down)."""
+    found = pos_dist[pos_dist <= hamming]
+    margin = int(np.ceil(np.quantile(found, EDIT_QUANTILE))) if len(found) else hamming
+    near = int(np.floor(np.quantile(neg_dist, max_distinct))) if len(neg_dist) else 64
+    return Crowding(hash_margin=min(margin, 64), cos_hamming=min(max(near, 0), 64))
+
+
 def hash_floor(pos_cos: np.ndarray) -> float:
     """The cosine a pHash match must also reach: flat, simple pictures (logos, documents, drawings)
     share pHashes without being copies. The value 99% of the edited copies the hash finds reach
@@ -154,6 +155,7 @@ class Calibration:
     hamming: int | None  # pHash distance (None: no hash)
     hash_kinds: list[str]
     floor: float  # a pHash match also needs cosine >= floor
+    crowding: dict | None  # index.duplicates.Crowding: where a pair must stand apart (None: cosine alone)
     recall: float  # edited copies found by the rule (hash or cosine)
     encoder_recall: float  # edited copies with cosine >= threshold
     distinct_rate: float  # distinct pairs flagged by the rule
@@ -172,29 +174,39 @@ class Calibration:
 def calibrate(ev: Evidence, hamming: int | None, kinds: tuple[str, ...], target_recall: float,
               max_distinct: float) -> Calibration:
     """The cosine threshold for the rule "pHash distance <= `hamming` (over `kinds`) or cosine >= t"
-    (`hamming` None: cosine alone), chosen on `ev` by `choose_threshold`, with its rates."""
-    raw_pos = np.zeros(len(ev.pos_cos), bool) if hamming is None else \
-        min_hamming(ev.pos_hash_a, ev.pos_hash_b, kinds) <= hamming  # (P,)
-    raw_neg = np.zeros(len(ev.neg_cos), bool) if hamming is None else \
-        min_hamming(ev.neg_hash_a, ev.neg_hash_b, kinds) <= hamming  # (N,)
+    (`hamming` None: cosine alone), chosen on `ev` by `choose_threshold`, with its rates. With a
+    hash, the `Crowding` margins too (`crowding_margins`); the rates count its pHash condition on
+    cosine pairs (its neighbour tests need the whole collection: `index.duplicates`)."""
+    pos_dist = min_hamming(ev.pos_hash_a, ev.pos_hash_b, kinds)  # (P,)
+    neg_dist = min_hamming(ev.neg_hash_a, ev.neg_hash_b, kinds)  # (N,)
+    raw_pos = np.zeros(len(ev.pos_cos), bool) if hamming is None else pos_dist <= hamming
+    raw_neg = np.zeros(len(ev.neg_cos), bool) if hamming is None else neg_dist <= hamming
     floor = hash_floor(ev.pos_cos[raw_pos])
     pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
     t, how = choose_threshold(ev.pos_cos, pos_hit, ev.neg_cos, neg_hit, target_recall, max_distinct)
     if len(ev.neighbour_cos):  # never below how close distinct pictures of this collection get
-        crowd = float(np.quantile(ev.neighbour_cos, NEIGHBOUR_QUANTILE))
-        if crowd > t:
-            t, how = crowd, (f"raised from {t:.3f} ({how}) to the cosine {NEIGHBOUR_QUANTILE:.0%} of the photos' "
+        dense = float(np.quantile(ev.neighbour_cos, NEIGHBOUR_QUANTILE))
+        if dense > t:
+            t, how = dense, (f"raised from {t:.3f} ({how}) to the cosine {NEIGHBOUR_QUANTILE:.0%} of the photos' "
                              f"{NEIGHBOUR_K}th nearest neighbours stay under")
     t = round(t, 4)  # the value saved, applied and said
     floor = min(floor, t)
+    crowd = None if hamming is None else crowding_margins(pos_dist, neg_dist, hamming, max_distinct)
+    cap = 64 if crowd is None else crowd.cos_hamming
     pos_hit, neg_hit = raw_pos & (ev.pos_cos >= floor), raw_neg & (ev.neg_cos >= floor)
-    found = pos_hit | (ev.pos_cos >= t)
-    rate = float((neg_hit | (ev.neg_cos >= t)).mean())
+    found = pos_hit | ((ev.pos_cos >= t) & (pos_dist <= cap))
+    rate = float((neg_hit | ((ev.neg_cos >= t) & (neg_dist <= cap))).mean())
     enc_recall = float((ev.pos_cos >= t).mean())
     by_edit = {e: float(found[ev.pos_edit == e].mean()) for e in dict.fromkeys(ev.pos_edit.tolist())}
     hashed = "" if hamming is None else f" ({found.mean():.0%} found with the pHash too: distance <= {hamming})"
     sentence = (f"threshold {t:.3f}: {enc_recall:.0%} of edited copies of {ev.photos} of this collection's photos "
                 f"score above it{hashed}, {rate:.1%} of distinct pairs (crops of different parts of one photo) do")
-    return Calibration(t, hamming, list(kinds), round(floor, 4), float(found.mean()), enc_recall, rate,
-                       by_edit,
+    if crowd is not None:
+        sentence += (f"; a pair counts only where it stands apart: a pHash match {crowd.hash_margin} bits (what "
+                     f"{EDIT_QUANTILE:.0%} of edits move it at most) closer than either image's {crowd.k}th nearest, "
+                     f"a cosine match with at most {crowd.cos_ratio:g} of the cosine distance to either image's "
+                     f"{crowd.k}th neighbour and pHash distance <= {crowd.cos_hamming} "
+                     f"({1 - max_distinct:.0%} of distinct pairs are farther)")
+    return Calibration(t, hamming, list(kinds), round(floor, 4), None if crowd is None else crowd.to_json(),
+                       float(found.mean()), enc_recall, rate, by_edit,
                        len(ev.pos_cos), len(ev.neg_cos), ev.photos, how, sentence)

@@ -5,8 +5,11 @@
     near_pairs_reranked(index, x, ids, threshold) -> the same through a compressed index: range search
                                          with a margin for the codes' error, then exact scores from x
     group_pairs(M, rows_a, rows_b)    -> connected components (size >= 2) of those pairs
-    find_duplicates(hashes, x, threshold, phashes=, hamming=) -> exact groups and near groups (cosine >= threshold
-                                         or pHash distance <= hamming), with their pairs' cosines and distances
+    find_duplicates(hashes, x, threshold, phashes=, hamming=, crowding=) -> exact groups and near groups (cosine
+                                         >= threshold or pHash distance <= hamming; with `crowding`, only pairs
+                                         that stand apart from their neighbours), with their cosines and distances
+    Crowding                             -> where look-alikes crowd, closeness is no evidence: the stand-apart test
+    kth_neighbour(x, rows, k)            -> cosine of each row's k-th nearest other row
     keeper(rows, pixels, sizes, mtimes)  -> the row to keep of a group
     action_groups(M, found)              -> exact and near groups joined where they share an image
     with_keepers(found, pixels, sizes, mtimes) -> found + the keeper of every group
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
@@ -26,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from index.faiss_index import as_vectors, search
-from index.phash import load_or_compute, min_hamming, phash_pairs
+from index.phash import kth_hamming, load_or_compute, min_hamming, phash_pairs
 from index.rerank import RowMap, exact_scores, pair_scores
 
 
@@ -160,34 +164,110 @@ def suggest_threshold(x: np.ndarray, flagged: float = 0.01, sample: int = 5000, 
     return float(np.clip(np.quantile(D[:, 1], 1.0 - flagged), -1.0, 1.0))
 
 
+NEIGHBOUR_K = 10  # copies come in small groups: an image's 10th nearest other image is a different picture
+
+
+def kth_neighbour(x: np.ndarray, rows: np.ndarray, k: int = NEIGHBOUR_K) -> np.ndarray:
+    """Cosine of each of x[rows]'s k-th nearest other row (x (M, D) L2-normalised) -> float32 (S,);
+    empty when M <= k. How close distinct pictures get around each of them (dense where a
+    collection holds many alike)."""
+    if len(x) <= k:
+        return np.empty(0, np.float32)
+    D, _ = faiss.knn(np.ascontiguousarray(x[rows], np.float32), as_vectors(x), k + 1,
+                     metric=faiss.METRIC_INNER_PRODUCT)  # (S, k + 1): itself first
+    return D[:, k].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Crowding:
+    """Where look-alikes crowd (product shots, icons, a burst of one scene, tiny silhouettes), a
+    close pHash or cosine says little: many distinct pictures are that close. A near pair counts
+    only when it stands apart from both images' other neighbours (copies come in small groups,
+    so an image's k-th nearest other image is a different picture):
+
+    * a pHash pair: distance + `hash_margin` < either image's distance to its k-th nearest pHash
+      (no k other images lie within an edit's worth of bits beyond the pair);
+    * a cosine pair: 1 - cosine <= `cos_ratio` x (1 - either image's k-th neighbour's cosine)
+      (a ratio test, as in matching local features), and a pHash distance <= `cos_hamming`
+      (the encoder scores two parts of one scene alike; their pHashes differ like any two pictures').
+    """
+
+    k: int = NEIGHBOUR_K
+    hash_margin: int = 8  # bits; calibrated: what an edit moves a pHash (index.calibration)
+    cos_ratio: float = 0.3
+    cos_hamming: int = 64  # 64: no condition; calibrated: closer than distinct pairs come
+
+    def __post_init__(self):
+        if self.k < 1 or not 0 <= self.hash_margin <= 64 or not 0 < self.cos_ratio <= 1 \
+                or not 0 <= self.cos_hamming <= 64:
+            raise ValueError(f"crowding {self}: k >= 1, margin and pHash distance 0..64, ratio in (0, 1]")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def hash_apart(self, phashes: np.ndarray, a: np.ndarray, b: np.ndarray, dist: np.ndarray,
+                   kinds: tuple[str, ...]) -> np.ndarray:
+        """bool (P,): pHash pairs (a, b) (rows of phashes uint64 (M, 4), distances (P,)) that stand apart."""
+        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        kth = kth_hamming(phashes, self.k, kinds, rows)[inv]  # (2P,) k-th nearest distance of a's, then b's
+        return (dist + self.hash_margin < kth[:len(a)]) & (dist + self.hash_margin < kth[len(a):])
+
+    def cos_apart(self, x: np.ndarray, a: np.ndarray, b: np.ndarray, cos: np.ndarray) -> np.ndarray:
+        """bool (P,): cosine pairs (a, b) (rows of x (M, D), cosines (P,)) that pass the ratio test."""
+        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+        kth = kth_neighbour(x, rows, self.k) if len(x) > self.k else np.full(len(rows), -1.0, np.float32)
+        room = self.cos_ratio * (1.0 - kth[inv])  # (2P,)
+        return (1.0 - cos <= room[:len(a)]) & (1.0 - cos <= room[len(a):])
+
+
 def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, max_pairs: int | None = None,
                     index: faiss.Index | None = None, ids: np.ndarray | None = None,
                     phashes: np.ndarray | None = None, hamming: int | None = None,
                     hash_kinds: tuple[str, ...] = ("plain",), hashed: np.ndarray | None = None,
-                    hash_floor: float = -1.0) -> dict:
+                    hash_floor: float = -1.0, crowding: Crowding | None = None) -> dict:
     """Exact groups (same sha256) and near groups of the M indexed rows.
 
     A near pair has cosine >= `threshold` (None: the encoder is not asked), or, given perceptual
     hashes `phashes` uint64 (M, 4) (`index.phash`) and `hamming`, a pHash distance <= `hamming`
     over `hash_kinds` and a cosine >= `hash_floor` (`hashed` (M,) bool: rows that have a hash;
-    default all). Cosine pairs come
+    default all). With `crowding`, only pairs that stand apart count (`Crowding`; pHash
+    neighbours among the rows with a hash). Cosine pairs come
     from an exact range search over x, or, given a compressed `index` keyed by `ids`, from
     `near_pairs_reranked` (the scores are exact either way). Pairs of byte-identical files are
     reported only as exact. Returns {"exact": [[row, ...], ...], "near": [{"rows": [...],
-    "pairs": [(a, b, cosine), ...], "hamming": [distance or -1 per pair]}, ...]}.
+    "pairs": [(a, b, cosine), ...], "hamming": [distance or -1 per pair]}, ...], "crowded":
+    {"phash": pairs, "cosine": pairs} left out by `crowding`}.
     """
     exact = exact_groups(hashes)
+    has = np.ones(len(hashes), bool) if hashed is None else np.asarray(hashed, bool)  # (M,) rows with a hash
+    crowded = {"phash": 0, "cosine": 0}
     a, b = np.empty(0, np.int64), np.empty(0, np.int64)
     if threshold is not None:
         if index is None:
-            a, b, _ = near_pairs(x, threshold, max_pairs=max_pairs)
+            a, b, s = near_pairs(x, threshold, max_pairs=max_pairs)
         else:
-            a, b, _ = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+            a, b, s = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+        if crowding is not None:
+            keep = crowding.cos_apart(x, a, b, s)
+            if crowding.cos_hamming < 64:  # the pHashes must agree too: rows without one cannot
+                if phashes is None:
+                    raise ValueError(f"crowding asks cosine pairs for a pHash distance <= {crowding.cos_hamming}: "
+                                     f"pass phashes")
+                both = has[a] & has[b]
+                close = np.zeros(len(a), bool)
+                close[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds) <= crowding.cos_hamming
+                keep &= close
+            crowded["cosine"] = int((~keep).sum())
+            a, b = a[keep], b[keep]
     if phashes is not None and hamming is not None:
-        rows = np.arange(len(hashes)) if hashed is None else np.flatnonzero(hashed)  # (H,) rows with a hash
-        ha, hb, _ = phash_pairs(phashes[rows], hamming, hash_kinds)
+        rows = np.flatnonzero(has)  # (H,)
+        ha, hb, hd = phash_pairs(phashes[rows], hamming, hash_kinds)
+        trusted = pair_scores(x, rows[ha], rows[hb]) >= np.float32(hash_floor)
+        if crowding is not None:
+            apart = crowding.hash_apart(phashes[rows], ha, hb, hd, hash_kinds)
+            crowded["phash"] = int((trusted & ~apart).sum())
+            trusted &= apart
         ha, hb = rows[ha], rows[hb]
-        trusted = pair_scores(x, ha, hb) >= np.float32(hash_floor)
         pairs = np.unique(np.concatenate([np.stack([a, b], 1), np.stack([ha[trusted], hb[trusted]], 1)]), axis=0)
         a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     _, code = np.unique(np.asarray(hashes), return_inverse=True)  # (M,) one int per distinct hash
@@ -196,7 +276,6 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, m
     s = pair_scores(x, a, b)  # (P,) exact cosines
     dist = np.full(len(a), -1, np.int64)
     if phashes is not None:
-        has = np.ones(len(hashes), bool) if hashed is None else np.asarray(hashed, bool)
         both = has[a] & has[b]
         dist[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds)
     groups = group_pairs(len(hashes), a, b)
@@ -207,7 +286,7 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, m
         pairs_of[group_of[i]].append((i, j, v))
         dist_of[group_of[i]].append(d)
     return {"exact": exact, "near": [{"rows": g, "pairs": p, "hamming": d}
-                                     for g, p, d in zip(groups, pairs_of, dist_of)]}
+                                     for g, p, d in zip(groups, pairs_of, dist_of)], "crowded": crowded}
 
 
 def keeper(rows: list[int], pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> int:
@@ -238,7 +317,8 @@ DUPLICATES_FILE = "duplicates.json"  # INDEX_DIR/DUPLICATES_FILE: written by pip
 
 def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
     """The rule pipelines.duplicates saved for this build of the index (its manifest's `created`):
-    {"threshold", "hamming", "hash_floor", "hash_kinds", "sentence", ...}; None when there is none,
+    {"threshold", "hamming", "hash_floor", "hash_kinds", "crowding" (a Crowding or None), "sentence", ...};
+    None when there is none,
     it is unreadable or it was made for another build."""
     try:
         saved = json.loads((Path(index_dir) / DUPLICATES_FILE).read_text())
@@ -249,6 +329,7 @@ def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
     cal = saved.get("calibration") if isinstance(saved.get("calibration"), dict) else {}
     return {"threshold": float(saved["threshold"]), "hamming": saved.get("hamming"),
             "hash_floor": float(saved.get("hash_floor", -1.0)), "hash_kinds": tuple(cal.get("hash_kinds", ("plain",))),
+            "crowding": Crowding(**saved["crowding"]) if isinstance(saved.get("crowding"), dict) else None,
             "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
 
 
@@ -273,7 +354,8 @@ def header_pixels(files: list[Path], rows: list[int]) -> np.ndarray:
 
 
 def detect_duplicates(loaded, threshold: float | None, hamming: int | None = None, hash_floor: float = -1.0,
-                      hash_kinds: tuple[str, ...] = ("plain",), max_pairs: int | None = None) -> dict:
+                      hash_kinds: tuple[str, ...] = ("plain",), max_pairs: int | None = None,
+                      crowding: Crowding | None = None) -> dict:
     """`find_duplicates` on a loaded index (`index.store.LoadedIndex`) with `with_keepers`: pHashes
     (when `hamming` is given) from INDEX_DIR/phash.npz, computed and cached where missing."""
     items = loaded.manifest.items
@@ -285,7 +367,8 @@ def detect_duplicates(loaded, threshold: float | None, hamming: int | None = Non
     compressed = "rerank" in loaded.manifest.search_params  # too large to scan pairwise: re-ranked range search
     found = find_duplicates(hashes, loaded.embeddings, threshold, max_pairs=max_pairs,
                             index=loaded.index if compressed else None, ids=loaded.ids, phashes=phashes,
-                            hamming=hamming, hash_kinds=hash_kinds, hashed=ok, hash_floor=hash_floor)
+                            hamming=hamming, hash_kinds=hash_kinds, hashed=ok, hash_floor=hash_floor,
+                            crowding=crowding)
     if hamming is None:
         grouped = sorted({r for g in found["exact"] for r in g} | {r for g in found["near"] for r in g["rows"]})
         pixels = header_pixels(files, grouped)

@@ -7,6 +7,7 @@
     hamming(a, b)                   -> bits that differ, elementwise over uint64 arrays
     hash_pairs(h (M,), radius)      -> (rows_a, rows_b, distance): all pairs a < b with Hamming <= radius
     phash_pairs(hashes (M, 4), radius, kinds) -> the same, over several kinds of hash (plain, mirror, trimmed)
+    kth_hamming(hashes (M, 4), k, kinds, rows) -> each row's distance to its k-th nearest other row
     HashCache / load_or_compute(...) -> the hashes of an index's images, cached beside it by sha256
 
 Bit order: row-major over the 8x8 block, coefficient (0, 0) is the most significant bit.
@@ -168,6 +169,37 @@ def phash_pairs(hashes: np.ndarray, radius: int, kinds: tuple[str, ...] = ("plai
     pairs = np.unique(np.concatenate(found), axis=0).reshape(-1, 2) if found else np.empty((0, 2), np.int64)
     a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
     return a, b, min_hamming(hashes[a], hashes[b], kinds)
+
+
+def kth_hamming(hashes: np.ndarray, k: int, kinds: tuple[str, ...] = ("plain",), rows: np.ndarray | None = None
+                ) -> np.ndarray:
+    """The `min_hamming` over `kinds` from each of hashes[rows] (default all) to its k-th nearest
+    other row of `hashes` uint64 (M, 4) -> int64 (R,); 65 (farther than any) when M <= k.
+
+    Exact: each comparison `min_hamming` makes (plain vs plain, plain vs mirror, ...) is one
+    faiss binary k+1-NN search; a true k nearest row missing from a search's list has k others
+    at most as far in it, so the k-th smallest over the searches' union is the k-th distance."""
+    if k < 1:
+        raise ValueError(f"k {k}: the k-th nearest needs k >= 1")
+    rows = np.arange(len(hashes)) if rows is None else np.asarray(rows, np.int64)
+    if len(hashes) <= k:
+        return np.full(len(rows), 65, np.int64)
+    found = []
+    for kind in kinds:
+        c = HASH_KINDS.index(kind)
+        base = HASH_KINDS.index("trimmed") if kind.startswith("trimmed") else 0
+        for query, db in {(base, c), (c, base)}:
+            index = faiss.IndexBinaryFlat(64)
+            index.add(_as_codes(hashes[:, db]))
+            _, I = index.search(_as_codes(hashes[rows, query]), k + 1)  # (R, k + 1), itself among them
+            found.append(I.astype(np.int64))
+    cand = np.sort(np.concatenate(found, 1), axis=1)  # (R, C) candidate rows, each row's list sorted
+    r, c = len(rows), cand.shape[1]
+    d = min_hamming(np.repeat(hashes[rows], c, axis=0), hashes[cand.ravel()], kinds).reshape(r, c)  # (R, C)
+    repeated = np.zeros_like(cand, bool)
+    repeated[:, 1:] = cand[:, 1:] == cand[:, :-1]  # the same row found by several searches counts once
+    d[repeated | (cand == rows[:, None]) | (cand < 0)] = 99
+    return np.sort(d, axis=1)[:, k - 1]
 
 
 @dataclass

@@ -7,12 +7,14 @@
 
 Exact groups come from the sha256 in the manifest. A near pair (default detector `combined`)
 has a perceptual-hash distance <= H (64-bit DCT pHash, also against the mirror image and with
-plain borders trimmed; hashes cached in INDEX_DIR/phash.npz) or an embedding cosine >= T. T is
-calibrated on this collection unless given: a sample of its photos is edited in memory the
-ways people make copies, and T is set between the scores of those copies and of crops of
-different parts of one photo (`index.calibration`); the value, the reason and what it finds go
-to the output. Groups are connected components of the pairs, each with a suggested keeper
-(most pixels, then largest file, then newest). Writes INDEX_DIR/duplicates.json, with
+plain borders trimmed; hashes cached in INDEX_DIR/phash.npz) or an embedding cosine >= T, and
+stands apart from both images' other neighbours (`index.duplicates.Crowding`: among look-alikes
+a close hash or cosine is no evidence). T and the margins are calibrated on this collection
+(T unless given): a sample of its photos is edited in memory the ways people make copies, and T
+is set between the scores of those copies and of crops of different parts of one photo
+(`index.calibration`); the values, the reason and what they find go to the output. Groups are
+connected components of the pairs, each with a suggested keeper (most pixels, then largest
+file, then newest). Writes INDEX_DIR/duplicates.json, with
 `--export` a CSV of the groups.
 
 `--move-extras TARGET` moves every image of each group but its keeper to TARGET/<same
@@ -39,7 +41,7 @@ from encoders.files import atomic_write_json
 from encoders.store import EncoderLoadError, load_recorded_encoder
 from index.calibration import Calibration, calibrate, edited_pairs
 from index.duplicates import DUPLICATES_FILE as DUPLICATES
-from index.duplicates import TooManyPairs, detect_duplicates
+from index.duplicates import Crowding, TooManyPairs, detect_duplicates
 from index.exports import duplicates_csv, named_duplicates, refuse_inside, save_csv
 from index.moves import MoveRefused, move_files, plan_moves, read_moves, undo_moves
 from index.phash import HASH_KINDS, HashCache, load_or_compute
@@ -125,16 +127,21 @@ def detect(loaded: LoadedIndex, cfg: DuplicatesConfig) -> tuple[dict, tuple[list
         threshold, floor, reason = calibration["threshold"], calibration["floor"], calibration["sentence"]
     if uses_encoder and cfg.threshold is not None:
         threshold, floor = cfg.threshold, min(floor, cfg.threshold)
-        reason = f"threshold {cfg.threshold:.3f}: given with --threshold"
+        reason = f"threshold {cfg.threshold:.3f}: given with --threshold" + (
+            "; pairs count only where they stand apart, as calibrated" if calibration and calibration.get("crowding")
+            else "")
     if not uses_encoder:
         reason = f"pHash distance <= {cfg.hamming} (no encoder)"
-    found = detect_duplicates(loaded, threshold, cfg.hamming if kinds else None, floor, kinds or ("plain",))
+    crowding = calibration.get("crowding") if calibration else None
+    found = detect_duplicates(loaded, threshold, cfg.hamming if kinds else None, floor, kinds or ("plain",),
+                              crowding=Crowding(**crowding) if crowding else None)
     named = named_duplicates(paths, hashes, found)
     k = found["keepers"]
     groups = [{"paths": [paths[r] for r in g], "keeper": paths[keep]}
               for g, keep in zip(k["groups"], k["group_keepers"])]
     return {"threshold": threshold, "hamming": cfg.hamming if kinds else None, "hash_floor": floor,
-            "detector": cfg.detector, "reason": reason, "calibration": calibration, "exact": named["exact"],
+            "detector": cfg.detector, "reason": reason, "calibration": calibration, "crowding": crowding,
+            "crowded": found["crowded"], "exact": named["exact"],
             "near": named["near"], "groups": groups, "index_created": loaded.manifest.created}, \
         (k["groups"], k["group_keepers"])
 
@@ -252,6 +259,9 @@ def print_result(result: dict, as_json: bool) -> None:
     print(result["reason"])
     if result.get("calibration"):
         print(f"  chosen as {result['calibration']['how']}")
+    if result.get("crowding"):
+        c = result["crowded"]
+        print(f"  left out where look-alikes crowd: {c['phash']:,} pHash pairs, {c['cosine']:,} cosine pairs")
     if "moves" in result:
         m = result["moves"]
         print(f"moved {m['moved']} files; undo with: python -m pipelines.duplicates --undo {m['manifest']}")

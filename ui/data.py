@@ -88,11 +88,13 @@ def projection(index_dir: str, stamp: int, method: str):
 
 @st.cache_data(show_spinner="Finding duplicates (perceptual hashes are computed once per image)…", max_entries=16)
 def duplicates(index_dir: str, stamp: int, threshold: float, rule: dict | None):
-    """Groups with keepers: cosine >= threshold, or the saved rule's pHash match (`rule`: saved_rule)."""
+    """Groups with keepers: cosine >= threshold, or the saved rule's pHash match, where its pairs stand
+    apart (`rule`: saved_rule)."""
     hashed = rule is not None and rule["hamming"] is not None
     return detect_duplicates(get_index(index_dir, stamp), threshold, rule["hamming"] if hashed else None,
                              min(rule["hash_floor"], threshold) if hashed else -1.0,
-                             rule["hash_kinds"] if hashed else ("plain",), max_pairs=MAX_PAIRS)
+                             rule["hash_kinds"] if hashed else ("plain",), max_pairs=MAX_PAIRS,
+                             crowding=rule["crowding"] if hashed else None)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -42,8 +42,8 @@ def test_calibrate_counts_hash_hits_and_explains():
     n = 60
     ha = rng.integers(0, 2 ** 63, (n, 4), dtype=np.uint64)
     hb = ha.copy()
-    hb[: n // 2] ^= np.uint64(0b111)  # half the copies: pHash distance 3; the rest: random hashes
-    hb[n // 2:] = rng.integers(0, 2 ** 63, (n - n // 2, 4), dtype=np.uint64)
+    hb[: n // 2] ^= np.uint64(0b111)  # half the copies: pHash distance 3; the rest: 16, beyond the hash
+    hb[n // 2:] ^= np.uint64(0xFFFF)
     pos_cos = np.r_[np.full(n // 2, 0.1), np.linspace(0.6, 0.9, n - n // 2)].astype(np.float32)
     ev = Evidence(pos_cos, ha, hb, np.array(["a", "b"] * (n // 2)), np.linspace(0.0, 0.5, 40).astype(np.float32),
                   rng.integers(0, 2 ** 63, (40, 4), dtype=np.uint64),
