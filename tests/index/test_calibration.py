@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from encoders.copies import DUPLICATE_EDITS
-from index.calibration import Evidence, calibrate, choose_threshold, edited_pairs
+from index.calibration import Evidence, calibrate, choose_threshold, crowding_margins, edited_pairs
 from index.phash import image_hashes
 
 
@@ -88,7 +88,7 @@ def test_threshold_never_below_how_close_distinct_neighbours_get():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 8)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)  # 300 points in 8-d: dense, every 10th neighbour is close
-    from index.calibration import kth_neighbour
+    from index.duplicates import kth_neighbour
     rows = np.arange(0, 300, 3)
     kth = kth_neighbour(x, rows)
     ref = np.sort(x[rows] @ x.T, axis=1)[:, -11]  # brute force: 11th largest (itself first)
@@ -99,3 +99,12 @@ def test_threshold_never_below_how_close_distinct_neighbours_get():
     cal = calibrate(ev, None, ("plain",), 0.95, 0.01)
     assert cal.threshold == pytest.approx(np.quantile(kth, 0.99), abs=1e-4) and cal.threshold > 0.5
     assert "raised from" in cal.how
+
+
+def test_crowding_margins_from_the_edited_and_distinct_pairs():
+    pos = np.r_[np.arange(0, 10), np.full(10, 40)]  # the hash finds 10 copies (0..9 bits), misses 10
+    neg = np.arange(12, 112)  # 100 distinct pairs, 12..111 bits
+    c = crowding_margins(pos, neg, hamming=10, max_distinct=0.01)
+    assert c.hash_margin == int(np.ceil(np.quantile(np.arange(10), 0.95)))  # 95% of found copies move it <= 9
+    assert c.cos_hamming == 12  # 1% of distinct pairs lie below 13
+    assert crowding_margins(np.full(5, 40), neg, 10, 0.01).hash_margin == 10  # nothing found: the radius

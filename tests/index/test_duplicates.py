@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from index.duplicates import TooManyPairs, exact_groups, find_duplicates, group_pairs, near_pairs, suggest_threshold
+from index.duplicates import (
+    Crowding,
+    TooManyPairs,
+    exact_groups,
+    find_duplicates,
+    group_pairs,
+    kth_neighbour,
+    near_pairs,
+    suggest_threshold,
+)
+from index.phash import HASH_KINDS, min_hamming
 from tests.index.conftest import clustered
 
 
@@ -65,8 +75,6 @@ def test_suggest_threshold_flags_about_the_asked_fraction():
 def test_find_duplicates_with_phashes_equals_brute_force(floor):
     import itertools
 
-    from index.phash import HASH_KINDS, min_hamming
-
     rng = np.random.default_rng(3)
     x, _ = clustered(200, 16, 30, spread=0.6, seed=4)
     h = rng.integers(0, 2 ** 63, (200, 4), dtype=np.uint64)
@@ -98,3 +106,87 @@ def test_keeper_most_pixels_then_size_then_newest():
     assert keeper([1, 2, 4], pixels, sizes, mtimes) == 2  # same pixels: the larger file
     assert keeper([2, 3], pixels, sizes, mtimes) == 3  # same pixels and size: the newer
     assert keeper([0, 4], pixels, sizes, mtimes) == 4
+
+
+def crowded_rule_pairs(hashes, x, h, hashed, threshold, hamming, floor, crowding, kinds=HASH_KINDS):
+    """The rule with `Crowding` written out pair by pair over all pairs (the reference)."""
+    m = len(x)
+    cos = x @ x.T  # (M, M)
+    dist = np.full((m, m), 99)
+    for i in range(m):
+        dist[i] = min_hamming(np.repeat(h[[i]], m, 0), h, kinds)
+    dist[~hashed] = dist[:, ~hashed] = 99  # no hash: never a neighbour, never a match
+    np.fill_diagonal(dist, 99)
+    kth_hash = np.sort(dist, axis=1)[:, crowding.k - 1]  # (M,) 99 > 64: fewer than k others with a hash
+    kth_hash[kth_hash == 99] = 65
+    others = cos - 3 * np.eye(m)
+    kth_cos = -np.sort(-others, axis=1)[:, crowding.k - 1]
+    edges = []
+    for i in range(m):
+        for j in range(i + 1, m):
+            if hashes[i] == hashes[j]:
+                continue
+            by_hash = dist[i, j] <= hamming and cos[i, j] >= floor \
+                and dist[i, j] + crowding.hash_margin < min(kth_hash[i], kth_hash[j])
+            by_cos = cos[i, j] >= threshold and (crowding.cos_hamming == 64 or dist[i, j] <= crowding.cos_hamming) \
+                and 1 - cos[i, j] <= crowding.cos_ratio * (1 - max(kth_cos[i], kth_cos[j])) + 1e-6
+            if by_hash or by_cos:
+                edges.append((i, j))
+    return edges
+
+
+def test_kth_neighbour_equals_brute_force():
+    x, _ = clustered(300, 8, 5, spread=0.8, seed=5)
+    rows = np.arange(0, 300, 3)
+    ref = np.sort(x[rows] @ x.T, axis=1)[:, -11]  # 11th largest: itself first
+    np.testing.assert_allclose(kth_neighbour(x, rows), ref, atol=1e-5)
+    assert kth_neighbour(x[:10], np.arange(10)).size == 0  # no 10th other image
+
+
+@pytest.mark.parametrize("crowding", [Crowding(), Crowding(k=3, hash_margin=4, cos_ratio=0.5, cos_hamming=20)])
+def test_find_duplicates_with_crowding_equals_brute_force(crowding):
+    rng = np.random.default_rng(7)
+    x, _ = clustered(240, 16, 12, spread=0.5, seed=8)
+    x[200:220] = x[:20] + 0.05 * rng.standard_normal((20, 16)).astype(np.float32)  # near copies
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    h = rng.integers(0, 2 ** 63, (240, 4), dtype=np.uint64)
+    h[100:160] = h[100] ^ rng.integers(0, 2 ** 10, (60, 4), dtype=np.uint64)  # a crowd of look-alike hashes
+    h[200:220] = h[:20] ^ rng.integers(0, 2 ** 4, (20, 4), dtype=np.uint64)  # the copies' hashes
+    h[220:230] = h[:10] ^ (rng.integers(0, 2 ** 20, (10, 4), dtype=np.uint64) << np.uint64(40))  # 6-20 bits off
+    hashes = [f"h{i}" for i in range(240)]
+    hashes[7] = hashes[8]
+    hashed = np.ones(240, bool)
+    hashed[[150, 205]] = False
+    found = find_duplicates(hashes, x, 0.9, phashes=h, hamming=10, hash_kinds=HASH_KINDS, hashed=hashed,
+                            hash_floor=-1.0, crowding=crowding)
+    got = sorted((i, j) for g in found["near"] for i, j, _ in g["pairs"])
+    assert got == crowded_rule_pairs(hashes, x, h, hashed, 0.9, 10, -1.0, crowding)
+    assert found["crowded"]["phash"] > 0
+
+
+def test_crowded_hash_collisions_are_not_reported_while_planted_copies_are():
+    """300 look-alikes whose pHashes all lie within a few bits of one another (tiny silhouettes,
+    product shots) and 20 photos with 3 copies each (pHash within 4 bits, cosine 0.9 and up): the
+    look-alikes collide by the thousand, the copies stand apart."""
+    rng = np.random.default_rng(0)
+    m_alike, photos, copies = 300, 20, 3
+    centre = rng.integers(0, 2 ** 63, dtype=np.uint64)
+    alike_h = centre ^ (rng.integers(0, 2 ** 12, (m_alike, 4), dtype=np.uint64))  # within 12 bits of one hash
+    alike_x, _ = clustered(m_alike, 32, 3, spread=1.0, seed=1)  # the encoder sees them alike too
+    photo_h = rng.integers(0, 2 ** 63, (photos, 4), dtype=np.uint64)
+    photo_x = rng.standard_normal((photos, 32)).astype(np.float32)
+    photo_x /= np.linalg.norm(photo_x, axis=1, keepdims=True)
+    copy_h = np.repeat(photo_h, copies, 0) ^ rng.integers(0, 2 ** 4, (photos * copies, 4), dtype=np.uint64)
+    copy_x = np.repeat(photo_x, copies, 0) + 0.1 * rng.standard_normal((photos * copies, 32)).astype(np.float32)
+    copy_x /= np.linalg.norm(copy_x, axis=1, keepdims=True)
+    h = np.concatenate([alike_h, photo_h, copy_h])
+    x = np.concatenate([alike_x, photo_x, copy_x]).astype(np.float32)
+    hashes = [f"h{i}" for i in range(len(x))]
+    plain = find_duplicates(hashes, x, None, phashes=h, hamming=10, hash_kinds=HASH_KINDS)
+    crowded = find_duplicates(hashes, x, 0.8, phashes=h, hamming=10, hash_kinds=HASH_KINDS, crowding=Crowding())
+    pairs = {(i, j) for g in crowded["near"] for i, j, _ in g["pairs"]}
+    photo_of = np.r_[np.full(m_alike, -1), np.arange(photos), np.repeat(np.arange(photos), copies)]
+    planted = {(i, j) for i in range(m_alike, len(x)) for j in range(i + 1, len(x)) if photo_of[i] == photo_of[j]}
+    assert sum(len(g["pairs"]) for g in plain["near"]) > 1000  # the hash alone: thousands of look-alike pairs
+    assert pairs == planted  # every copy, no look-alike
+    assert crowded["crowded"]["phash"] > 1000 and max(len(g["rows"]) for g in crowded["near"]) == copies + 1

@@ -11,6 +11,7 @@ from index.phash import (
     hamming,
     hash_pairs,
     image_hashes,
+    kth_hamming,
     load_or_compute,
     min_hamming,
     phash,
@@ -86,6 +87,20 @@ def test_hash_pairs_equal_brute_force(radius, with_other):
     other = h ^ rng.integers(0, 2 ** 62, 300, dtype=np.uint64) if with_other else None
     a, b, d = hash_pairs(h, radius, other, batch=64)
     assert list(zip(a.tolist(), b.tolist(), d.tolist())) == brute_pairs(h, radius, other)
+
+
+@pytest.mark.parametrize("kinds", [("plain",), HASH_KINDS])
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_kth_hamming_equals_brute_force(kinds, k):
+    rng = np.random.default_rng(k)
+    h = rng.integers(0, 2 ** 63, (300, 4), dtype=np.uint64)
+    h[50:80] = h[0] ^ rng.integers(0, 2 ** 8, (30, 4), dtype=np.uint64)  # a crowd of near-twins
+    h[100:110, 1] = h[0, 0] ^ np.uint64(3)  # mirror images of row 0
+    rows = np.arange(0, 300, 7)
+    dist = min_hamming(np.repeat(h[rows], 300, 0), np.tile(h, (len(rows), 1)), kinds).reshape(len(rows), 300)
+    dist[np.arange(len(rows)), rows] = 99  # not itself
+    np.testing.assert_array_equal(kth_hamming(h, k, kinds, rows), np.sort(dist, axis=1)[:, k - 1])
+    assert (kth_hamming(h[:5], 5, kinds) == 65).all()  # fewer than k others: farther than any distance
 
 
 def test_phash_pairs_take_the_best_kind():

@@ -12,10 +12,12 @@ import pytest
 from PIL import Image, ImageOps
 
 from encoders.files import CRASH_ENV
-from index.phash import HASH_KINDS, image_hashes, min_hamming
+from index.duplicates import Crowding
+from index.phash import image_hashes
 from index.store import load_index
 from pipelines import build_index, duplicates
 from tests.conftest import make_shape_folder
+from tests.index.test_duplicates import crowded_rule_pairs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,16 +61,21 @@ def test_calibrated_groups_follow_the_rule_and_name_keepers(indexed, capsys):
     assert saved["threshold"] == cal["threshold"] and -1 <= cal["threshold"] <= 1
     assert cal["sentence"].startswith(f"threshold {cal['threshold']:.3f}: ") and cal["sentence"] in printed
     assert cal["edited"] == cal["photos"] * 6 and cal["distinct"] == cal["photos"] == 36
-    # every pair the rule accepts, by brute force over all pairs, is inside one group (and no other pair links groups)
+    # the near pairs are the rule's, by brute force over all pairs (stand-apart test included); every pair
+    # the rule accepts is inside one group (and no other pair links groups)
     loaded = load_index(out)
     paths = [it.path for it in loaded.manifest.items]
     x = loaded.embeddings
     h = np.stack([image_hashes(Image.open(data / p).convert("RGB")) for p in paths])
+    sha = [it.sha256 for it in loaded.manifest.items]
+    assert saved["crowding"] == cal["crowding"] and saved["crowding"]["k"] == 10
+    near = crowded_rule_pairs(sha, x, h, np.ones(len(paths), bool), saved["threshold"], saved["hamming"],
+                              saved["hash_floor"], Crowding(**saved["crowding"]))
+    assert sorted(tuple(sorted((paths.index(p["a"]), paths.index(p["b"])))) for g in saved["near"]
+                  for p in g["pairs"]) == near
     a, b = np.triu_indices(len(paths), 1)
-    cos = np.einsum("pd,pd->p", x[a], x[b])
-    ham = min_hamming(h[a], h[b], HASH_KINDS)
-    same = np.array([loaded.manifest.items[i].sha256 == loaded.manifest.items[j].sha256 for i, j in zip(a, b)])
-    edges = (cos >= saved["threshold"]) | ((ham <= saved["hamming"]) & (cos >= saved["hash_floor"])) | same
+    same = np.array([sha[i] == sha[j] for i, j in zip(a, b)])
+    edges = np.array([(i, j) in set(near) for i, j in zip(a, b)]) | same
     group_of = {p: g for g, grp in enumerate(saved["groups"]) for p in grp["paths"]}
     for i, j, e in zip(a, b, edges):
         gi, gj = group_of.get(paths[i]), group_of.get(paths[j])
