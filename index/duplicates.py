@@ -327,10 +327,14 @@ def saved_rule(index_dir: str | os.PathLike, created: str) -> dict | None:
     if not isinstance(saved, dict) or saved.get("index_created") != created or saved.get("threshold") is None:
         return None
     cal = saved.get("calibration") if isinstance(saved.get("calibration"), dict) else {}
-    return {"threshold": float(saved["threshold"]), "hamming": saved.get("hamming"),
-            "hash_floor": float(saved.get("hash_floor", -1.0)), "hash_kinds": tuple(cal.get("hash_kinds", ("plain",))),
-            "crowding": Crowding(**saved["crowding"]) if isinstance(saved.get("crowding"), dict) else None,
-            "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
+    try:
+        crowding = Crowding(**saved["crowding"]) if isinstance(saved.get("crowding"), dict) else None
+        return {"threshold": float(saved["threshold"]), "hamming": saved.get("hamming"),
+                "hash_floor": float(saved.get("hash_floor", -1.0)),
+                "hash_kinds": tuple(cal.get("hash_kinds", ("plain",))), "crowding": crowding,
+                "sentence": saved.get("reason", ""), "calibrated": bool(cal)}
+    except (TypeError, ValueError):  # written by another version or edited by hand
+        return None
 
 
 def saved_rule_stamp(index_dir: str | os.PathLike) -> int:

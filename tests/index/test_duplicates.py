@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,16 @@ def test_crowded_hash_collisions_are_not_reported_while_planted_copies_are():
     assert sum(len(g["pairs"]) for g in plain["near"]) > 1000  # the hash alone: thousands of look-alike pairs
     assert pairs == planted  # every copy, no look-alike
     assert crowded["crowded"]["phash"] > 1000 and max(len(g["rows"]) for g in crowded["near"]) == copies + 1
+
+
+def test_saved_rule_reads_its_crowding_and_refuses_a_malformed_one(tmp_path):
+    from index.duplicates import DUPLICATES_FILE, Crowding, saved_rule
+
+    rule = {"index_created": "t0", "threshold": 0.9, "hamming": 10, "hash_floor": 0.5, "reason": "why",
+            "crowding": Crowding(hash_margin=6, cos_hamming=18).to_json()}
+    (tmp_path / DUPLICATES_FILE).write_text(json.dumps(rule))
+    assert saved_rule(tmp_path, "t0")["crowding"] == Crowding(hash_margin=6, cos_hamming=18)
+    assert saved_rule(tmp_path, "another build") is None
+    for bad in ({"hash_margin": 99}, {"no such field": 1}):
+        (tmp_path / DUPLICATES_FILE).write_text(json.dumps({**rule, "crowding": bad}))
+        assert saved_rule(tmp_path, "t0") is None
