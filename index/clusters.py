@@ -1,4 +1,4 @@
-"""Groups of an embedding collection: the graph clusterer (default), spherical K-means, UMAP + GMM.
+"""Groups of an embedding collection: spectral and graph clusterers, spherical K-means, UMAP + GMM.
 
     cluster_collection(x (M, D), k=None, settings) -> ClusterResult: K (given, or the graph's own), the
                                                       clustering, how K was chosen, label-free quality
@@ -9,10 +9,14 @@
     saved_result(index_dir, paths, x)              -> the saved clustering itself, when it covers exactly `paths`
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
-(results: bench/results/cluster_bench.json):
-- "graph": Leiden communities of the k-NN graph merged greedily to K (index/graph.py); without K, the
-  number of groups of highest modularity. The default: the best or within 0.03 NMI of the best on
-  every collection measured, the only one that picks K itself, and 3-4x faster than the UMAP variants.
+(results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
+of groups of highest modularity along the merges of the graph clusterer.
+- "best-cut" (default): both cuts of the k-NN graph below, "graph" and "spectral", and keeps the one
+  of lower normalized cut (Shi & Malik) on the self-tuning graph, the quantity spectral clustering
+  approximately minimises: a label-free choice between two partitions of the same graph.
+- "spectral": spectral clustering of the k-NN graph with self-tuning edge weights
+  (index/graph.py `Neighbours.self_tuning`, `spectral_embedding`), then K-means on the K eigenvectors.
+- "graph": Leiden communities of the k-NN graph merged greedily to K (index/graph.py).
 - "kmeans": spherical K-means of the embeddings.
 - "umap-gmm": N2D (McConville et al. 2020): UMAP to 10 dimensions (min_dist 0) from the same k-NN
   graph, then a Gaussian mixture; "umap-kmeans": the same with K-means (umap-learn's clustering guide).
@@ -32,25 +36,26 @@ import faiss
 import numpy as np
 
 from index.faiss_index import as_vectors
-from index.graph import Neighbours, knn_graph, leiden, merge_tree, renumber_by_size
+from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
 from index.store import CLUSTERS_FILE
 
 log = logging.getLogger(__name__)
 
 CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
-ALGORITHMS = ("graph", "kmeans", "umap-gmm", "umap-kmeans")
+RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
+ALGORITHMS = ("best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    algorithm: str = "graph"
-    neighbours: int = 15  # k of the k-NN graph (graph, umap-gmm, cohesion)
+    algorithm: str = "best-cut"
+    neighbours: int = 15  # k of the k-NN graph (spectral, graph, umap-*, automatic K, cohesion)
     resolution: float = 1.0  # Leiden resolution: 1 = modularity
     k_min: int = 2  # range of the automatic K
     k_max: int = 50
     seed: int = 0
     nredo: int = 5  # K-means restarts (kmeans)
-    stability_runs: int = 2  # reruns with other seeds for the label-free stability score (0: skip)
+    stability_runs: int = 2  # reruns (other seeds, RERUN_DROP of the links left out) for the stability score (0: skip)
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -75,7 +80,7 @@ class Quality:
     """Label-free: how much of each image's neighbourhood shares its group, and how repeatable the groups are."""
     cohesion: np.ndarray  # float32 (K,): per cluster, mean share of members' k nearest neighbours in the cluster
     overall_cohesion: float  # the same over all images
-    stability: float | None  # mean adjusted Rand index against reruns with other seeds (None: not measured)
+    stability: float | None  # mean adjusted Rand index against the reruns (None: not measured)
 
 
 @dataclass
@@ -150,6 +155,15 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
     return tree.cut(k), "set by hand"
 
 
+def spectral_labels(graph: Neighbours, k: int, seed: int) -> np.ndarray:
+    """Spectral clustering (Ng-Jordan-Weiss) of the self-tuning k-NN graph: K-means (10 restarts) of
+    the rows of its K top eigenvectors."""
+    from sklearn.cluster import KMeans
+
+    u = spectral_embedding(graph.self_tuning(), k)  # (M, K)
+    return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
+
+
 def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm") -> np.ndarray:
     """N2D: UMAP (cosine, 10-d, min_dist 0) on the precomputed k-NN graph, then a full-covariance GMM
     (`then="gmm"`) or K-means (`then="kmeans"`: what a user can do for free on raw pixels)."""
@@ -183,6 +197,12 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
         k = int(labels.max()) + 1
     if s.algorithm == "graph":
         return graph_labels(graph, k, s, seed)[0], why
+    if s.algorithm == "spectral":
+        return spectral_labels(graph, k, seed), why
+    if s.algorithm == "best-cut":
+        affinity = graph.self_tuning()
+        cuts = [graph_labels(graph, k, s, seed)[0], spectral_labels(graph, k, seed)]
+        return min(cuts, key=lambda labels: normalized_cut(affinity, labels)), why
     if s.algorithm == "kmeans":
         return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why
     return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-")), why
@@ -215,7 +235,8 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
         return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings)
     share = cohesion(graph, c.labels)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
-    reruns = [labels_for(x, graph, k, settings, settings.seed + 1 + i)[0] for i in range(settings.stability_runs)]
+    reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, settings, settings.seed + 1 + i)[0]
+              for i in range(settings.stability_runs)]
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
     return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings)
 
@@ -237,7 +258,8 @@ def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     text = (f"{res.k} groups, K {chosen_by or res.chosen_by}. On average {q.overall_cohesion:.0%} of a photo's "
             f"{res.settings.neighbours} most similar photos are in its own group")
     if q.stability is not None:
-        text += f"; clustering again with other random seeds gives {q.stability:.2f} agreement (1 = the same groups)"
+        text += (f"; clustering again with other random seeds and a tenth of the links left out gives "
+                 f"{q.stability:.2f} agreement (1 = the same groups)")
     text += f" ({res.settings.algorithm} clusterer)."
     return text
 

@@ -5,6 +5,9 @@
     merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
     Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
     Hierarchy.best_k()                 -> the K of highest modularity along the merges
+    Neighbours.self_tuning()           -> symmetric (M, M) weights scaled by each image's own neighbourhood
+    spectral_embedding(affinity, dims) -> (M, dims) unit rows: the top eigenvectors of the normalised graph
+    normalized_cut(affinity, labels)   -> sum over groups of the share of their links that leave them
 
 Why a graph: a self-supervised encoder is trained so that an image's nearest neighbours share
 what it shows; K-means instead assumes round groups of equal spread in the whole space, which
@@ -33,13 +36,33 @@ EXACT_MAX = 200_000  # exact k-NN up to here (M^2 D multiply-adds; timings: benc
 class Neighbours:
     ids: np.ndarray  # int64 (M, k), nearest first, self excluded
     sims: np.ndarray  # float32 (M, k), cosine similarity
+    kept: np.ndarray | None = None  # bool (M, k): the links the graph keeps (None: all)
+
+    def thinned(self, share: float, seed: int) -> Neighbours:
+        """The same neighbours with a random `share` of the links left out (for stability reruns)."""
+        drop = np.random.default_rng(seed).random(self.ids.shape) < share  # (M, k)
+        return Neighbours(self.ids, self.sims, ~drop if self.kept is None else self.kept & ~drop)
+
+    def _edges(self, w: np.ndarray) -> sparse.csr_matrix:
+        """(M, M) with w (M, k) on the kept links i -> ids[i, j], made symmetric as A + A^T."""
+        m, k = self.ids.shape
+        keep = np.ones((m, k), bool) if self.kept is None else self.kept
+        rows = np.repeat(np.arange(m), k).reshape(m, k)[keep]
+        a = sparse.csr_matrix((w[keep], (rows, self.ids[keep])), shape=(m, m))
+        return (a + a.T).tocsr()
 
     def adjacency(self) -> sparse.csr_matrix:
         """Symmetric (M, M) weights: 1 for an edge in either direction, 2 for a mutual one."""
-        m, k = self.ids.shape
-        rows = np.repeat(np.arange(m), k)
-        a = sparse.csr_matrix((np.ones(m * k, np.float64), (rows, self.ids.ravel())), shape=(m, m))
-        return (a + a.T).tocsr()
+        return self._edges(np.ones(self.ids.shape, np.float64))
+
+    def self_tuning(self) -> sparse.csr_matrix:
+        """Symmetric (M, M) weights exp(-d_ij^2 / (s_i s_j)) on the k-NN edges, d = 1 - cosine and s_i
+        image i's distance to its k-th neighbour (Zelnik-Manor & Perona 2004, "self-tuning spectral
+        clustering"): an edge counts by how near it is for both ends' own neighbourhoods, so a dense
+        group and a loose one weigh alike."""
+        scale = np.maximum(1.0 - self.sims[:, -1].astype(np.float64), 1e-6)  # (M,)
+        d = 1.0 - self.sims.astype(np.float64)  # (M, k)
+        return self._edges(np.exp(-d ** 2 / (scale[:, None] * scale[self.ids]))) / 2
 
 
 def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
@@ -73,6 +96,32 @@ def _drop_self(ids: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, n
     return ids[keep].reshape(len(ids), k).astype(np.int64), sims[keep].reshape(len(ids), k).astype(np.float32)
 
 
+def spectral_embedding(affinity: sparse.csr_matrix, dims: int) -> np.ndarray:
+    """The `dims` top eigenvectors of D^-1/2 A D^-1/2 (A (M, M) symmetric, D its degrees), each row
+    scaled to unit length -> float64 (M, dims) (Ng, Jordan & Weiss 2001). A block solver (LOBPCG,
+    seeded start block; dense `eigh` for small M): a graph of C separate parts has eigenvalue 1 C
+    times, which a single-vector Krylov solver (ARPACK) does not resolve."""
+    import warnings
+
+    from scipy.sparse.linalg import lobpcg
+
+    m = affinity.shape[0]
+    if not 1 <= dims <= m:
+        raise ValueError(f"{dims} eigenvectors asked of a graph of {m} images")
+    deg = np.asarray(affinity.sum(1)).ravel()
+    inv = sparse.diags(1.0 / np.sqrt(np.maximum(deg, 1e-12)))
+    s = (inv @ affinity @ inv).tocsr()  # (M, M)
+    if m <= 10 * dims + 100:
+        vals, vecs = np.linalg.eigh(s.toarray())
+    else:
+        start = np.random.default_rng(0).standard_normal((m, dims))  # (M, dims)
+        with warnings.catch_warnings():  # "not reaching the requested tolerance": the clusters need no more
+            warnings.simplefilter("ignore", UserWarning)
+            vals, vecs = lobpcg(s, start, largest=True, tol=1e-5, maxiter=500)
+    u = vecs[:, np.argsort(-vals)[:dims]]  # (M, dims), largest eigenvalue first
+    return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+
+
 def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
     """Leiden communities maximising the RB-configuration quality (modularity at resolution 1)."""
     import igraph as ig
@@ -90,6 +139,13 @@ def community_weights(adjacency: sparse.csr_matrix, labels: np.ndarray) -> np.nd
     c = int(labels.max()) + 1
     member = sparse.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), c))
     return (member.T @ adjacency @ member).toarray()  # (C, M) @ (M, M) @ (M, C)
+
+
+def normalized_cut(affinity: sparse.csr_matrix, labels: np.ndarray) -> float:
+    """Shi & Malik's normalized cut of a partition: sum over groups of cut(group) / volume(group)."""
+    w = community_weights(affinity, renumber_by_size(labels))  # (C, C)
+    volume = w.sum(1)
+    return float(((volume - np.diag(w)) / np.maximum(volume, 1e-12)).sum())
 
 
 def modularity(w: np.ndarray) -> float:

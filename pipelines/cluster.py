@@ -1,12 +1,15 @@
 """Group the indexed images and save the groups beside the index.
 
-    python -m pipelines.cluster --index INDEX_DIR [-k K] [--algorithm graph|kmeans|umap-gmm|umap-kmeans]
+    python -m pipelines.cluster --index INDEX_DIR [-k K] [--algorithm ALGORITHM]  (index.clusters.ALGORITHMS)
     python -m pipelines.cluster --index INDEX_DIR --export clusters.csv [--folders OUT_DIR [--copy]]
 
-The default algorithm links every image to its nearest neighbours and splits that graph into
-communities (index/graph.py); without -k it keeps the number of groups the graph supports best.
+The default algorithm links every image to its nearest neighbours and cuts that graph in two ways,
+merged Leiden communities and spectral clustering (index/graph.py), keeping the cut of lower
+normalized cut; without -k it keeps the number of groups the graph supports best (highest
+modularity along the merges of its communities).
 It prints and saves label-free quality: how many of an image's neighbours share its group
-(cohesion, per group and overall) and how far reruns with other seeds agree (adjusted Rand index).
+(cohesion, per group and overall) and how far reruns agree (other seeds, a tenth of the links left out;
+adjusted Rand index).
 Writes INDEX_DIR/clusters.json: K and how it was chosen, the algorithm and its settings, the
 quality, the group of every image and its cosine to the group's centroid, group sizes and the
 most central images of each group. `--export` also writes a CSV (path, cluster, score);
@@ -73,13 +76,14 @@ def run(cfg: ClusterConfig) -> dict:
 
 
 SETTING_HELP = {
-    "algorithm": "graph: k-NN graph communities (default); kmeans: spherical K-means; umap-gmm / umap-kmeans: "
-                 "UMAP to 10-d, then a Gaussian mixture / K-means",
+    "algorithm": "best-cut: of the two cuts of the k-NN graph below, the one of lower normalized cut (default); "
+                 "spectral: spectral clustering of the k-NN graph; graph: its Leiden communities, merged; "
+                 "kmeans: spherical K-means; umap-gmm / umap-kmeans: UMAP to 10-d, then a Gaussian mixture / K-means",
     "neighbours": "neighbours per image in the k-NN graph",
     "resolution": "Leiden resolution (1 = modularity; higher: more, smaller communities before merging)",
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
     "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
-    "stability_runs": "reruns with other seeds for the stability score (0: skip)",
+    "stability_runs": "reruns (other seeds, a tenth of the graph's links left out) for the stability score (0: skip)",
 }
 
 

@@ -184,7 +184,7 @@ def test_cluster_bench(tiny, shootout):
     for name, classes in (("fmnist", 10), ("mixed", 20)):
         row = r["quality"][name]["features"]
         assert r["quality"][name]["classes"] == classes and set(row) == {"learned", "raw pixels", "random init"}
-        assert {"graph", "kmeans", "graph, automatic K"} <= set(row["learned"])
+        assert {"graph", "kmeans", "best-cut, automatic K"} <= set(row["learned"])
     assert r["scale"]["300"]["seconds"] > 0 and out.with_suffix(".png").is_file()
 
 

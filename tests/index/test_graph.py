@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from index.graph import Hierarchy, community_weights, knn_graph, leiden, merge_tree, modularity, renumber_by_size
+from index.graph import (
+    Hierarchy,
+    community_weights,
+    knn_graph,
+    leiden,
+    merge_tree,
+    modularity,
+    normalized_cut,
+    renumber_by_size,
+    spectral_embedding,
+)
 from tests.index.conftest import clustered
 
 
@@ -103,3 +113,60 @@ def test_leiden_recovers_planted_groups_and_is_seeded():
 
     assert adjusted_rand_score(labels, found) == 1.0
     np.testing.assert_array_equal(found, leiden(a, 1.0, seed=3))
+
+
+def test_self_tuning_weights_and_thinning_against_a_loop():
+    x, _ = clustered(120, 8, 3, spread=1.0, seed=12)
+    g = knn_graph(x, 5)
+    scale = 1 - g.sims[:, -1]
+    want = np.zeros((120, 120))
+    for i in range(120):
+        for j, s in zip(g.ids[i], g.sims[i]):
+            w = np.exp(-(1 - s) ** 2 / (scale[i] * scale[j]))
+            want[i, j] += w / 2
+            want[j, i] += w / 2
+    np.testing.assert_allclose(g.self_tuning().toarray(), want, rtol=1e-5, atol=1e-7)
+    thin = g.thinned(0.3, seed=1)
+    assert 0.6 < thin.kept.mean() < 0.8
+    a = np.zeros((120, 120))
+    for i, j in zip(*np.nonzero(thin.kept)):
+        a[i, g.ids[i, j]] += 1
+    np.testing.assert_array_equal(thin.adjacency().toarray(), a + a.T)
+
+
+def test_spectral_embedding_spans_the_top_eigenvectors_also_of_separate_parts():
+    x, labels = clustered(900, 16, 6, spread=0.5, seed=13)  # 6 separate parts: eigenvalue 1, six times
+    a = knn_graph(x, 10).self_tuning()
+    u = spectral_embedding(a, 6)  # LOBPCG path (M large)
+    deg = np.asarray(a.sum(1)).ravel()
+    s = a.toarray() / np.sqrt(np.outer(deg, deg))
+    vals, vecs = np.linalg.eigh(s)
+    top = vecs[:, -6:]  # (M, 6) reference subspace
+    rows = top / np.linalg.norm(top, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.linalg.norm(u, axis=1), 1.0, atol=1e-6)
+    # the same row directions up to a rotation: the Gram matrices agree
+    np.testing.assert_allclose(u @ u.T, rows @ rows.T, atol=1e-3)
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    assert adjusted_rand_score(labels, KMeans(6, n_init=10, random_state=0).fit_predict(u)) == 1.0
+
+
+def test_normalized_cut_against_a_loop():
+    rng = np.random.default_rng(3)
+    w = sparse.random(60, 60, density=0.2, random_state=3)
+    w = sparse.csr_matrix(w + w.T)
+    labels = rng.integers(0, 4, 60)
+    d = w.toarray()
+    want = sum(d[labels == c][:, labels != c].sum() / d[labels == c].sum() for c in np.unique(labels))
+    assert normalized_cut(w, labels) == pytest.approx(want)
+
+
+def test_best_cut_keeps_the_cut_of_lower_normalized_cut():
+    from index.clusters import ClusterSettings, graph_labels, labels_for, spectral_labels
+
+    x, _ = clustered(600, 16, 5, spread=1.5, seed=14)
+    g = knn_graph(x, 15)
+    s = ClusterSettings()
+    cuts = [graph_labels(g, 5, s, 0)[0], spectral_labels(g, 5, 0)]
+    best = min(cuts, key=lambda lab: normalized_cut(g.self_tuning(), lab))
+    np.testing.assert_array_equal(labels_for(x, g, 5, s, 0)[0], best)
