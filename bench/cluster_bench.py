@@ -91,7 +91,8 @@ def quality(collections: dict, algorithms: list[str]) -> dict:
                          row[alg]["nmi"], row[alg]["acc"], row[alg]["ari"], row[alg]["seconds"])
             auto = f"{DEFAULT}, automatic K"
             row[auto] = score(x, y, None, DEFAULT)
-            log.info("%s %s automatic K = %d (true %d): NMI %.3f", name, fname, row[auto]["k"], k_true, row[auto]["nmi"])
+            log.info("%s %s automatic K = %d (true %d): NMI %.3f", name, fname, row[auto]["k"], k_true,
+                     row[auto]["nmi"])
             out[name]["features"][fname] = row
     return out
 

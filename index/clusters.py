@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -90,6 +90,7 @@ class ClusterResult:
     clustering: Clustering
     quality: Quality
     settings: ClusterSettings
+    made_by: str = ""  # the algorithm whose groups these are (for "best-cut": the cut it kept)
 
 
 def train_kmeans(x: np.ndarray, k: int, **kwargs) -> faiss.Kmeans:
@@ -130,29 +131,35 @@ def clustering_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
     x = as_vectors(x)
     labels = renumber_by_size(labels)
     k = int(labels.max()) + 1
-    sums = np.zeros((k, x.shape[1]), np.float64)
-    np.add.at(sums, labels, x)
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(k))  # every label 0..k-1 has members
+    sums = np.add.reduceat(x[order], starts, axis=0, dtype=np.float64)  # (K, D)
     centroids = as_vectors(sums)  # (K, D)
     scores = np.einsum("md,md->m", x, centroids[labels])  # (M,)
     return Clustering(centroids, labels, scores.astype(np.float32))
 
 
-def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int) -> tuple[np.ndarray, str]:
+def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
+                 exact_k: bool = True) -> tuple[np.ndarray, str, float]:
     """Leiden at the settings' resolution, merged to k groups (finer resolutions when k is above
-    what it found); without k, the cut of highest modularity within [k_min, k_max]."""
+    what it found; with `exact_k` False, as many as it found instead); without k, the cut of highest
+    modularity within [k_min, k_max]. Also returns the resolution that gave the groups."""
     adjacency = graph.adjacency()
     resolution = s.resolution
     tree = merge_tree(adjacency, leiden(adjacency, resolution, seed))
     if k is None:
         k = tree.best_k(s.k_min, s.k_max)
         q = tree.modularity[tree.max_k - k]
-        return tree.cut(k), f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
+        why = f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
+        return tree.cut(k), why, resolution
+    if not exact_k:
+        return tree.cut(min(k, tree.max_k)), "set by hand", resolution
     while tree.max_k < k and resolution < 1e4:
         resolution *= 2
         tree = merge_tree(adjacency, leiden(adjacency, resolution, seed))
     if tree.max_k < k:
         raise ValueError(f"{k} clusters asked, the neighbour graph splits into at most {tree.max_k}")
-    return tree.cut(k), "set by hand"
+    return tree.cut(k), "set by hand", resolution
 
 
 def spectral_labels(graph: Neighbours, k: int, seed: int) -> np.ndarray:
@@ -187,25 +194,30 @@ def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str =
 
 
 def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings,
-               seed: int) -> tuple[np.ndarray, str]:
-    """One clustering of x by the settings' algorithm, and how K was chosen (from the graph when not given)."""
-    why = "set by hand"
+               seed: int, exact_k: bool = True) -> tuple[np.ndarray, str, ClusterSettings]:
+    """One clustering of x by the settings' algorithm, how K was chosen (from the graph when not given),
+    and the settings that make these groups at this K (for "best-cut": those of the cut it kept; for
+    "graph": with the resolution that reached K), which the stability reruns use. `exact_k` False
+    (reruns): the graph clusterer may return fewer than k groups rather than run Leiden again."""
+    why, graph_cut = "set by hand", None
     if k is None:
-        labels, why = graph_labels(graph, None, s, seed)
-        if s.algorithm == "graph":
-            return labels, why
-        k = int(labels.max()) + 1
+        graph_cut, why, resolution = graph_labels(graph, None, s, seed)
+        k = int(graph_cut.max()) + 1
+    if s.algorithm in ("graph", "best-cut") and graph_cut is None:
+        graph_cut, _, resolution = graph_labels(graph, k, s, seed, exact_k)
     if s.algorithm == "graph":
-        return graph_labels(graph, k, s, seed)[0], why
+        return graph_cut, why, replace(s, resolution=resolution)
     if s.algorithm == "spectral":
-        return spectral_labels(graph, k, seed), why
+        return spectral_labels(graph, k, seed), why, s
     if s.algorithm == "best-cut":
         affinity = graph.self_tuning()
-        cuts = [graph_labels(graph, k, s, seed)[0], spectral_labels(graph, k, seed)]
-        return min(cuts, key=lambda labels: normalized_cut(affinity, labels)), why
+        spectral = spectral_labels(graph, k, seed)
+        if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
+            return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
+        return spectral, why, replace(s, algorithm="spectral")
     if s.algorithm == "kmeans":
-        return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why
-    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-")), why
+        return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why, s
+    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-")), why, s
 
 
 def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
@@ -228,17 +240,17 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     else:
         if graph is None or graph.ids.shape != (len(x), min(settings.neighbours, len(x) - 1)):
             graph = knn_graph(x, settings.neighbours, settings.seed)
-        labels, why = labels_for(x, graph, k, settings, settings.seed)
+        labels, why, made = labels_for(x, graph, k, settings, settings.seed)
     c = clustering_from_labels(x, labels)
     k = len(c.centroids)
     if graph is None:
-        return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings)
+        return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "")
     share = cohesion(graph, c.labels)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
-    reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, settings, settings.seed + 1 + i)[0]
-              for i in range(settings.stability_runs)]
+    reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, made, settings.seed + 1 + i,
+                         exact_k=False)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
-    return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings)
+    return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm)
 
 
 def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:
@@ -260,7 +272,9 @@ def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     if q.stability is not None:
         text += (f"; clustering again with other random seeds and a tenth of the links left out gives "
                  f"{q.stability:.2f} agreement (1 = the same groups)")
-    text += f" ({res.settings.algorithm} clusterer)."
+    made = f", {res.made_by} cut kept: lower normalized cut" if res.settings.algorithm == "best-cut" and res.made_by \
+        else ""
+    text += f" ({res.settings.algorithm} clusterer{made})."
     return text
 
 
@@ -268,7 +282,7 @@ def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
     """What `pipelines.cluster` saves in clusters.json (read back by `read_saved`)."""
     c, q = res.clustering, res.quality
     return {
-        "k": res.k, "chosen_by": res.chosen_by, "algorithm": res.settings.algorithm,
+        "k": res.k, "chosen_by": res.chosen_by, "algorithm": res.settings.algorithm, "made_by": res.made_by,
         "settings": asdict(res.settings), "description": describe(res),
         "quality": {"cohesion": round(q.overall_cohesion, 4),
                     "stability_ari": None if q.stability is None else round(q.stability, 4),
@@ -322,4 +336,6 @@ def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None =
     c = clustering_from_labels(x, labels)
     if not np.array_equal(c.labels, labels):  # saved labels are numbered by size, as clustering_from_labels does
         return None
-    return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"])
+    made_by = d.get("made_by", "")
+    return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"],
+                         made_by if isinstance(made_by, str) else "")

@@ -169,4 +169,6 @@ def test_best_cut_keeps_the_cut_of_lower_normalized_cut():
     s = ClusterSettings()
     cuts = [graph_labels(g, 5, s, 0)[0], spectral_labels(g, 5, 0)]
     best = min(cuts, key=lambda lab: normalized_cut(g.self_tuning(), lab))
-    np.testing.assert_array_equal(labels_for(x, g, 5, s, 0)[0], best)
+    labels, _, kept = labels_for(x, g, 5, s, 0)
+    np.testing.assert_array_equal(labels, best)
+    assert kept.algorithm == ("graph", "spectral")[min((0, 1), key=lambda i: normalized_cut(g.self_tuning(), cuts[i]))]
