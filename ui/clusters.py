@@ -27,7 +27,10 @@ def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
               f"are in its own group")
     if q.stability is not None:
         same = "nearly the same" if q.stability >= 0.8 else "similar" if q.stability >= 0.5 else "rather different"
-        detail += f"; grouping again from another random start gives {same} groups ({q.stability:.2f} of 1)"
+        detail += (f"; grouping again from another random start, with a tenth of the links between similar photos "
+                   f"left out, gives {same} groups ({q.stability:.2f} of 1)")
+    if res.settings.algorithm == "best-cut" and res.made_by:
+        detail += f". Of the two ways to cut the links, the {res.made_by} cut leaves fewer of them cut, so it is shown"
     return f"**{res.k} groups**, {how}.", detail + "."
 
 
