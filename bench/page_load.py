@@ -43,10 +43,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def session(browser, url: str, photos: list[Path], deadline: float, out: dict) -> None:
-    """One visitor: drop a photo, wait for the grid, page the clusters; until the deadline."""
+async def session(browser, url: str, photos: list[Path], deadline: float, out: dict, wait_s: float) -> None:
+    """One visitor: drop a photo, wait for the grid, page the clusters; until the deadline. A wait
+    longer than `wait_s` is an error (the visitor gave up)."""
     ctx = await browser.new_context(viewport={"width": 1400, "height": 900})
-    ctx.set_default_timeout(60_000)
+    ctx.set_default_timeout(wait_s * 1e3)
     n = 0
     while time.perf_counter() < deadline:
         page = await ctx.new_page()
@@ -78,14 +79,14 @@ CLUSTERS_DRAWN = """() => {
 }"""
 
 
-async def load_level(url: str, sessions: int, seconds: float, photos: list[Path]) -> dict:
+async def load_level(url: str, sessions: int, seconds: float, photos: list[Path], wait_s: float) -> dict:
     from playwright.async_api import async_playwright
 
     out = {"drop_ms": [], "errors": [], "iterations": 0}
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(session(browser, url, photos[i::sessions] or photos, deadline, out)
+        await asyncio.gather(*(session(browser, url, photos[i::sessions] or photos, deadline, out, wait_s)
                                for i in range(sessions)))
         await browser.close()
     return out
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--sessions", default="1,4,16,32", help="comma-separated numbers of concurrent sessions")
     p.add_argument("--seconds", type=float, default=120, help="time each level runs")
     p.add_argument("--photos", type=int, default=64, help="different indexed photos the sessions drop")
+    p.add_argument("--wait-s", type=float, default=180, help="a page wait longer than this is an error")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "page_load.json"))
     p.add_argument("--smoke", action="store_true", help="1 session for 5 s (a test that the bench runs)")
     args = p.parse_args(argv)
@@ -134,6 +136,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     picks = rng.choice(manifest["count"], min(args.photos, manifest["count"]), replace=False)
     result = {"index": str(Path(args.index).resolve()), "images": manifest["count"], "seconds_per_level": seconds,
+              "error_after_s": args.wait_s,
               "what": "drop-to-first-result-thumbnail per upload, then Clusters page stepped once; per session "
                       "loop, all sessions in one Chromium, one server",
               "levels": []}
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
             sampler = threading.Thread(target=sample_rss, args=(pid, stop, samples))
             sampler.start()
             try:
-                out = asyncio.run(load_level(url, n, seconds, photos))
+                out = asyncio.run(load_level(url, n, seconds, photos, args.wait_s))
             finally:
                 stop.set()
                 sampler.join()
