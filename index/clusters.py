@@ -34,6 +34,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from scipy import sparse
 
 from index.faiss_index import as_vectors
 from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
@@ -162,12 +163,12 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
     return tree.cut(k), "set by hand", resolution
 
 
-def spectral_labels(graph: Neighbours, k: int, seed: int) -> np.ndarray:
-    """Spectral clustering (Ng-Jordan-Weiss) of the self-tuning k-NN graph: K-means (10 restarts) of
-    the rows of its K top eigenvectors."""
+def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarray:
+    """Spectral clustering (Ng-Jordan-Weiss) of a graph's (M, M) weights (here the self-tuning k-NN
+    graph, `Neighbours.self_tuning`): K-means (10 restarts) of the rows of its K top eigenvectors."""
     from sklearn.cluster import KMeans
 
-    u = spectral_embedding(graph.self_tuning(), k)  # (M, K)
+    u = spectral_embedding(affinity, k)  # (M, K)
     return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
 
 
@@ -208,10 +209,10 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
     if s.algorithm == "graph":
         return graph_cut, why, replace(s, resolution=resolution)
     if s.algorithm == "spectral":
-        return spectral_labels(graph, k, seed), why, s
+        return spectral_labels(graph.self_tuning(), k, seed), why, s
     if s.algorithm == "best-cut":
-        affinity = graph.self_tuning()
-        spectral = spectral_labels(graph, k, seed)
+        affinity = graph.self_tuning()  # (M, M): the spectral cut's graph, and the one both cuts are scored on
+        spectral = spectral_labels(affinity, k, seed)
         if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
             return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
         return spectral, why, replace(s, algorithm="spectral")
