@@ -12,7 +12,7 @@ pair that must not: the hardest pair of distinct photos there is (same scene, sa
     choose_threshold(pos_cos, pos_hit, neg_cos, neg_hit, target_recall, max_distinct) -> (threshold, how)
     calibrate(evidence, hamming, kinds, target_recall, max_distinct) -> Calibration: the rule "pHash distance
         <= hamming and cosine >= floor, or cosine >= threshold", each only where the pair stands apart
-        (`index.duplicates.Crowding`, its margins set here), its rates and a sentence saying them
+        (`index.crowding.Crowding`, its margins set here), its rates and a sentence saying them
 
 Photos are edited at a working size (longer side <= 512 px), a few at a time, so calibration
 needs little memory whatever the photos' resolution. Legend: P edited copies, N distinct pairs, D dim.
@@ -29,7 +29,7 @@ from PIL import Image
 
 from encoders.copies import DUPLICATE_EDITS, distinct_crops, make_copies, prepare_original
 from encoders.imagefolder import UnreadableImage, open_rgb
-from index.duplicates import NEIGHBOUR_K, Crowding, kth_neighbour
+from index.crowding import NEIGHBOUR_K, Crowding, kth_neighbour
 from index.phash import image_hashes, min_hamming
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Calibration:
     hamming: int | None  # pHash distance (None: no hash)
     hash_kinds: list[str]
     floor: float  # a pHash match also needs cosine >= floor
-    crowding: dict | None  # index.duplicates.Crowding: where a pair must stand apart (None: cosine alone)
+    crowding: dict | None  # index.crowding.Crowding: where a pair must stand apart (None: cosine alone)
     recall: float  # edited copies found by the rule (hash or cosine)
     encoder_recall: float  # edited copies with cosine >= threshold
     distinct_rate: float  # distinct pairs flagged by the rule

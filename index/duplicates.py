@@ -8,8 +8,7 @@
     find_duplicates(hashes, x, threshold, phashes=, hamming=, crowding=) -> exact groups and near groups (cosine
                                          >= threshold or pHash distance <= hamming; with `crowding`, only pairs
                                          that stand apart from their neighbours), with their cosines and distances
-    Crowding                             -> where look-alikes crowd, closeness is no evidence: the stand-apart test
-    kth_neighbour(x, rows, k)            -> cosine of each row's k-th nearest other row
+    (the stand-apart test `Crowding` lives in index/crowding.py)
     keeper(rows, pixels, sizes, mtimes)  -> the row to keep of a group
     action_groups(M, found)              -> exact and near groups joined where they share an image
     with_keepers(found, pixels, sizes, mtimes) -> found + the keeper of every group
@@ -22,15 +21,15 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 from PIL import Image
 
+from index.crowding import Crowding
 from index.faiss_index import as_vectors, search
-from index.phash import kth_hamming, load_or_compute, min_hamming, phash_pairs
+from index.phash import load_or_compute, min_hamming, phash_pairs
 from index.rerank import RowMap, exact_scores, pair_scores
 
 
@@ -164,62 +163,6 @@ def suggest_threshold(x: np.ndarray, flagged: float = 0.01, sample: int = 5000, 
     return float(np.clip(np.quantile(D[:, 1], 1.0 - flagged), -1.0, 1.0))
 
 
-NEIGHBOUR_K = 10  # copies come in small groups: an image's 10th nearest other image is a different picture
-
-
-def kth_neighbour(x: np.ndarray, rows: np.ndarray, k: int = NEIGHBOUR_K) -> np.ndarray:
-    """Cosine of each of x[rows]'s k-th nearest other row (x (M, D) L2-normalised) -> float32 (S,);
-    empty when M <= k. How close distinct pictures get around each of them (dense where a
-    collection holds many alike)."""
-    if len(x) <= k:
-        return np.empty(0, np.float32)
-    D, _ = faiss.knn(np.ascontiguousarray(x[rows], np.float32), as_vectors(x), k + 1,
-                     metric=faiss.METRIC_INNER_PRODUCT)  # (S, k + 1): itself first
-    return D[:, k].astype(np.float32)
-
-
-@dataclass(frozen=True)
-class Crowding:
-    """Where look-alikes crowd (product shots, icons, a burst of one scene, tiny silhouettes), a
-    close pHash or cosine says little: many distinct pictures are that close. A near pair counts
-    only when it stands apart from both images' other neighbours (copies come in small groups,
-    so an image's k-th nearest other image is a different picture):
-
-    * a pHash pair: distance + `hash_margin` < either image's distance to its k-th nearest pHash
-      (no k other images lie within an edit's worth of bits beyond the pair);
-    * a cosine pair: 1 - cosine <= `cos_ratio` x (1 - either image's k-th neighbour's cosine)
-      (a ratio test, as in matching local features), and a pHash distance <= `cos_hamming`
-      (the encoder scores two parts of one scene alike; their pHashes differ like any two pictures').
-    """
-
-    k: int = NEIGHBOUR_K
-    hash_margin: int = 8  # bits; calibrated: what an edit moves a pHash (index.calibration)
-    cos_ratio: float = 0.3
-    cos_hamming: int = 64  # 64: no condition; calibrated: closer than distinct pairs come
-
-    def __post_init__(self):
-        if self.k < 1 or not 0 <= self.hash_margin <= 64 or not 0 < self.cos_ratio <= 1 \
-                or not 0 <= self.cos_hamming <= 64:
-            raise ValueError(f"crowding {self}: k >= 1, margin and pHash distance 0..64, ratio in (0, 1]")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def hash_apart(self, phashes: np.ndarray, a: np.ndarray, b: np.ndarray, dist: np.ndarray,
-                   kinds: tuple[str, ...]) -> np.ndarray:
-        """bool (P,): pHash pairs (a, b) (rows of phashes uint64 (M, 4), distances (P,)) that stand apart."""
-        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-        kth = kth_hamming(phashes, self.k, kinds, rows)[inv]  # (2P,) k-th nearest distance of a's, then b's
-        return (dist + self.hash_margin < kth[:len(a)]) & (dist + self.hash_margin < kth[len(a):])
-
-    def cos_apart(self, x: np.ndarray, a: np.ndarray, b: np.ndarray, cos: np.ndarray) -> np.ndarray:
-        """bool (P,): cosine pairs (a, b) (rows of x (M, D), cosines (P,)) that pass the ratio test."""
-        rows, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-        kth = kth_neighbour(x, rows, self.k) if len(x) > self.k else np.full(len(rows), -1.0, np.float32)
-        room = self.cos_ratio * (1.0 - kth[inv])  # (2P,)
-        return (1.0 - cos <= room[:len(a)]) & (1.0 - cos <= room[len(a):])
-
-
 def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, max_pairs: int | None = None,
                     index: faiss.Index | None = None, ids: np.ndarray | None = None,
                     phashes: np.ndarray | None = None, hamming: int | None = None,
@@ -243,22 +186,8 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, m
     crowded = {"phash": 0, "cosine": 0}
     a, b = np.empty(0, np.int64), np.empty(0, np.int64)
     if threshold is not None:
-        if index is None:
-            a, b, s = near_pairs(x, threshold, max_pairs=max_pairs)
-        else:
-            a, b, s = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
-        if crowding is not None:
-            keep = crowding.cos_apart(x, a, b, s)
-            if crowding.cos_hamming < 64:  # the pHashes must agree too: rows without one cannot
-                if phashes is None:
-                    raise ValueError(f"crowding asks cosine pairs for a pHash distance <= {crowding.cos_hamming}: "
-                                     f"pass phashes")
-                both = has[a] & has[b]
-                close = np.zeros(len(a), bool)
-                close[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds) <= crowding.cos_hamming
-                keep &= close
-            crowded["cosine"] = int((~keep).sum())
-            a, b = a[keep], b[keep]
+        a, b, crowded["cosine"] = _cosine_pairs(x, threshold, max_pairs, index, ids, crowding, phashes, has,
+                                                hash_kinds)
     if phashes is not None and hamming is not None:
         rows = np.flatnonzero(has)  # (H,)
         ha, hb, hd = phash_pairs(phashes[rows], hamming, hash_kinds)
@@ -273,20 +202,51 @@ def find_duplicates(hashes: list[str], x: np.ndarray, threshold: float | None, m
     _, code = np.unique(np.asarray(hashes), return_inverse=True)  # (M,) one int per distinct hash
     keep = code[a] != code[b]
     a, b = a[keep], b[keep]
-    s = pair_scores(x, a, b)  # (P,) exact cosines
+    dist = _pair_hamming(phashes, has, a, b, hash_kinds)
+    return {"exact": exact, "near": _near_groups(len(hashes), a, b, pair_scores(x, a, b), dist), "crowded": crowded}
+
+
+def _pair_hamming(phashes: np.ndarray | None, has: np.ndarray, a: np.ndarray, b: np.ndarray,
+                  kinds: tuple[str, ...]) -> np.ndarray:
+    """int64 (P,): `min_hamming` of pairs (a, b), -1 where either row has no pHash (or none are given)."""
     dist = np.full(len(a), -1, np.int64)
     if phashes is not None:
         both = has[a] & has[b]
-        dist[both] = min_hamming(phashes[a[both]], phashes[b[both]], hash_kinds)
-    groups = group_pairs(len(hashes), a, b)
+        dist[both] = min_hamming(phashes[a[both]], phashes[b[both]], kinds)
+    return dist
+
+
+def _cosine_pairs(x: np.ndarray, threshold: float, max_pairs: int | None, index: faiss.Index | None,
+                  ids: np.ndarray | None, crowding: Crowding | None, phashes: np.ndarray | None, has: np.ndarray,
+                  kinds: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Pairs (a, b) with cosine >= threshold (exact range search, or through a compressed `index`), those
+    `crowding` leaves out removed; and how many it left out."""
+    if index is None:
+        a, b, s = near_pairs(x, threshold, max_pairs=max_pairs)
+    else:
+        a, b, s = near_pairs_reranked(index, x, ids, threshold, max_pairs=max_pairs)
+    if crowding is None:
+        return a, b, 0
+    keep = crowding.cos_apart(x, a, b, s)
+    if crowding.cos_hamming < 64:  # the pHashes must agree too: rows without one cannot
+        if phashes is None:
+            raise ValueError(f"crowding asks cosine pairs for a pHash distance <= {crowding.cos_hamming}: "
+                             f"pass phashes")
+        dist = _pair_hamming(phashes, has, a, b, kinds)
+        keep &= (dist >= 0) & (dist <= crowding.cos_hamming)
+    return a[keep], b[keep], int((~keep).sum())
+
+
+def _near_groups(m: int, a: np.ndarray, b: np.ndarray, s: np.ndarray, dist: np.ndarray) -> list[dict]:
+    """Connected components of the pairs, each with its pairs (a, b, cosine) and their pHash distances."""
+    groups = group_pairs(m, a, b)
     group_of = {r: g for g, rows in enumerate(groups) for r in rows}
     pairs_of: list[list[tuple[int, int, float]]] = [[] for _ in groups]
     dist_of: list[list[int]] = [[] for _ in groups]
     for i, j, v, d in zip(a.tolist(), b.tolist(), s.tolist(), dist.tolist()):
         pairs_of[group_of[i]].append((i, j, v))
         dist_of[group_of[i]].append(d)
-    return {"exact": exact, "near": [{"rows": g, "pairs": p, "hamming": d}
-                                     for g, p, d in zip(groups, pairs_of, dist_of)], "crowded": crowded}
+    return [{"rows": g, "pairs": p, "hamming": d} for g, p, d in zip(groups, pairs_of, dist_of)]
 
 
 def keeper(rows: list[int], pixels: np.ndarray, sizes: np.ndarray, mtimes: np.ndarray) -> int:

@@ -8,7 +8,7 @@
 Exact groups come from the sha256 in the manifest. A near pair (default detector `combined`)
 has a perceptual-hash distance <= H (64-bit DCT pHash, also against the mirror image and with
 plain borders trimmed; hashes cached in INDEX_DIR/phash.npz) or an embedding cosine >= T, and
-stands apart from both images' other neighbours (`index.duplicates.Crowding`: among look-alikes
+stands apart from both images' other neighbours (`index.crowding.Crowding`: among look-alikes
 a close hash or cosine is no evidence). T and the margins are calibrated on this collection
 (T unless given): a sample of its photos is edited in memory the ways people make copies, and T
 is set between the scores of those copies and of crops of different parts of one photo
@@ -40,8 +40,9 @@ from encoders.embed import embed_images
 from encoders.files import atomic_write_json
 from encoders.store import EncoderLoadError, load_recorded_encoder
 from index.calibration import Calibration, calibrate, edited_pairs
+from index.crowding import Crowding
 from index.duplicates import DUPLICATES_FILE as DUPLICATES
-from index.duplicates import Crowding, TooManyPairs, detect_duplicates
+from index.duplicates import TooManyPairs, detect_duplicates
 from index.exports import duplicates_csv, named_duplicates, refuse_inside, save_csv
 from index.moves import MoveRefused, move_files, plan_moves, read_moves, undo_moves
 from index.phash import HASH_KINDS, HashCache, load_or_compute

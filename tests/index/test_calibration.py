@@ -88,7 +88,7 @@ def test_threshold_never_below_how_close_distinct_neighbours_get():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 8)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)  # 300 points in 8-d: dense, every 10th neighbour is close
-    from index.duplicates import kth_neighbour
+    from index.crowding import kth_neighbour
     rows = np.arange(0, 300, 3)
     kth = kth_neighbour(x, rows)
     ref = np.sort(x[rows] @ x.T, axis=1)[:, -11]  # brute force: 11th largest (itself first)

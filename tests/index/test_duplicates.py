@@ -3,16 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from index.duplicates import (
-    Crowding,
-    TooManyPairs,
-    exact_groups,
-    find_duplicates,
-    group_pairs,
-    kth_neighbour,
-    near_pairs,
-    suggest_threshold,
-)
+from index.crowding import Crowding, kth_neighbour
+from index.duplicates import TooManyPairs, exact_groups, find_duplicates, group_pairs, near_pairs, suggest_threshold
 from index.phash import HASH_KINDS, min_hamming
 from tests.index.conftest import clustered
 
@@ -195,7 +187,7 @@ def test_crowded_hash_collisions_are_not_reported_while_planted_copies_are():
 
 
 def test_saved_rule_reads_its_crowding_and_refuses_a_malformed_one(tmp_path):
-    from index.duplicates import DUPLICATES_FILE, Crowding, saved_rule
+    from index.duplicates import DUPLICATES_FILE, saved_rule
 
     rule = {"index_created": "t0", "threshold": 0.9, "hamming": 10, "hash_floor": 0.5, "reason": "why",
             "crowding": Crowding(hash_margin=6, cos_hamming=18).to_json()}

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from encoders.files import CRASH_ENV
-from index.duplicates import Crowding
+from index.crowding import Crowding
 from index.phash import image_hashes
 from index.store import load_index
 from pipelines import build_index, duplicates
