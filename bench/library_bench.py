@@ -4,6 +4,9 @@
         -> bench/results/library_bench_1000x12mp.{json,png}
     nice -n 10 python bench/library_bench.py --copies-check
         -> bench/results/library_bench_copies.json (quality report: full-size vs working-size edits)
+    python bench/library_bench.py --refresh-check --photos 1000 --megapixels 3 --big-share 0
+        -> bench/results/library_refresh_1000x3mp.json (copy recall before/after `demo --refresh`
+           on a library that doubled)
     python bench/library_bench.py --smoke      (tests/test_bench_smoke.py: 12 small photos, seconds)
 
 The library (bench/library_gen.py: distinct crops of real photos at --megapixels, 5% at 48 MP,
@@ -191,6 +194,59 @@ def copies_check(args) -> dict:
     return out
 
 
+def refresh_check(args) -> dict:
+    """The encoder keeping up with a library that doubled: an encoder trained (--minutes) on the first
+    half of the library by date, the quality report on the whole library with it (before), after
+    `pipelines.demo --refresh` (a --refresh-minutes warm start on the whole library), and, for
+    reference, an encoder trained from scratch on the whole library for the same --refresh-minutes."""
+    from encoders.copies import REPORT_FILE
+
+    name = f"library-{args.photos}x{args.megapixels:g}mp"
+    library = Path(args.data or REPO / "data" / name)
+    desc = make_library(library, args.photos, args.megapixels, args.big_share, args.seed)
+    half = library.with_name(library.name + "-first-half")
+    photos = sorted(p for p in library.rglob("*") if p.is_file() and p.parts[len(library.parts)][:1].isdigit())
+    if not half.is_dir():  # hard links: no second copy of the bytes, the library itself untouched
+        for p in photos[: len(photos) // 2]:
+            (half / p.relative_to(library)).parent.mkdir(parents=True, exist_ok=True)
+            os.link(p, half / p.relative_to(library))
+    work = Path(args.work or RESULTS / "tmp" / f"library_refresh-{name}")
+    shutil.rmtree(work, ignore_errors=True)
+    run, demo = work / "run", [sys.executable, "-m", "pipelines.demo", "--no-serve", "--run", str(work / "run")]
+    steps = {}
+
+    def report(folder: Path) -> dict:
+        r = json.loads((folder / REPORT_FILE).read_text())
+        return {"recall_at_1": r["encoder"]["recall_at_1"], "by_edit": r["encoder"]["by_edit"],
+                "raw_pixels": r["raw_pixels"]["recall_at_1"], "images": r["images"]}
+
+    for step, argv in (("train on the first half", [*demo, "--data", str(half), "--index", str(work / "half"),
+                                                    "--minutes", str(args.minutes), "--no-eval"]),
+                       ("before: whole library, old encoder", [*demo, "--data", str(library),
+                                                               "--index", str(work / "index")]),
+                       ("after: --refresh", [*demo, "--data", str(library), "--index", str(work / "index"),
+                                             "--refresh", "--refresh-minutes", str(args.refresh_minutes)])):
+        r = run_measured(argv)
+        if r["rc"]:
+            raise RuntimeError(f"{shlex.join(argv)} failed:\n" + "\n".join(line for _, line in r["lines"][-20:]))
+        lines = [line for _, line in r["lines"] if "more than the" in line or "warm start" in line]
+        steps[step] = {"command": " ".join(["python", *argv[1:]]), "seconds": round(r["seconds"], 1),
+                       "peak_pss_mb": peak_mb(r["samples"]), "said": lines,
+                       **(report(run) if "--no-eval" not in argv else {})}
+    scratch = work / "scratch"
+    argv = [sys.executable, "-m", "pipelines.pretrain", "--data", str(library), "--out", str(scratch),
+            "--minutes", str(args.refresh_minutes)]
+    r = run_measured(argv)
+    ev = run_measured([sys.executable, "-m", "pipelines.evaluate", "--encoder", str(scratch), "--copies", str(library)])
+    steps["reference: from scratch on the whole library, same minutes as the refresh"] = {
+        "command": " ".join(["python", *argv[1:]]), "seconds": round(r["seconds"] + ev["seconds"], 1),
+        **report(scratch)}
+    return {"library": {k: v for k, v in desc.items() if k not in ("sources", "copies")}, "library_dir": str(library),
+            "first_half": len(photos) // 2, "photos": len(photos), "minutes": args.minutes,
+            "refresh_minutes": args.refresh_minutes, "steps": steps,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", type=int, default=1000)
@@ -208,7 +264,18 @@ def main(argv=None) -> int:
                    help="instead: the quality report at full size vs working sizes, on --data (default the sources)")
     p.add_argument("--encoder", default=None, help="with --copies-check: the run folder to evaluate")
     p.add_argument("--working-sizes", type=int, nargs="+", default=[0, 1024, 512, 384])
+    p.add_argument("--refresh-check", action="store_true",
+                   help="instead: copy recall of an encoder trained on the first half, before and after "
+                        "`pipelines.demo --refresh` on the whole library")
+    p.add_argument("--refresh-minutes", type=float, default=2.0, help="with --refresh-check: the refresh budget")
     args = p.parse_args(argv)
+    if args.refresh_check:
+        out = Path(args.out or RESULTS / f"library_refresh_{args.photos}x{args.megapixels:g}mp.json")
+        atomic_write_json(out, refresh_check(args))
+        for step, r in json.loads(out.read_text())["steps"].items():
+            print(f"{step:70s} copies found first {r.get('recall_at_1', float('nan')):.3f} "
+                  f"(raw pixels {r.get('raw_pixels', float('nan')):.3f})  {r['seconds']:.0f} s")
+        return 0
     if args.copies_check:
         if not args.encoder:
             p.error("--copies-check needs --encoder RUN_DIR")

@@ -11,7 +11,7 @@ in data/library-sources/. Each generated photo is a distinct random crop (30-90%
 files decode like a camera's, their finest detail is not a camera's), saved as JPEG in nested
 date folders (YYYY/YYYY-MM-DD/IMG_NNNNN).
 About 15% are stored sideways with an EXIF orientation tag, 1% are HEIC and 0.5% AVIF (at most
-12 MP, encoded at the encoders' fastest settings); 1% are
+12 MP, encoded at the encoders' fastest settings; at most 40 and 20 of them); 1% are
 exact copies (same bytes, in WhatsApp/) and 2% near copies (1600 px, JPEG quality 70, in
 Messenger/). Files are written under a temporary name then renamed; a finished library
 (DIR.json beside the folder) is reused, not regenerated.
@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import multiprocessing
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from encoders.files import atomic_write_json  # noqa: E402
@@ -37,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCES = REPO / "data" / "library-sources"
 BIG_MP = 48
 SHARES = {"sideways": 0.15, "heic": 0.01, "avif": 0.005, "exact": 0.01, "near": 0.02}
+HEIF_MAX = {".heic": 40, ".avif": 20}  # a few of each at any library size: each costs seconds to encode
 HEIF_MP = 12  # HEIC and AVIF photos at most this size: x265 takes ~10 s per 12 MP photo here, 4x that at 48
 
 
@@ -105,10 +108,14 @@ def plan(photos: int, megapixels: float, big_share: float, sources: int, seed: i
     """One dict per photo: its source, size, format, orientation, date and file name."""
     rng = np.random.default_rng(seed)
     start = datetime.datetime(2021, 1, 1, 9, 0)
-    rows = []
+    rows, made = [], {".heic": 0, ".avif": 0}
     for i in range(photos):
         kind = rng.random()
         suffix = ".heic" if kind < SHARES["heic"] else ".avif" if kind < SHARES["heic"] + SHARES["avif"] else ".jpg"
+        if suffix != ".jpg" and made[suffix] >= HEIF_MAX[suffix]:
+            suffix = ".jpg"
+        elif suffix != ".jpg":
+            made[suffix] += 1
         mp = BIG_MP if rng.random() < big_share else megapixels
         mp = min(mp, HEIF_MP) if suffix != ".jpg" else mp
         taken = start + datetime.timedelta(hours=float(i * 26 + rng.integers(0, 12)))
@@ -143,8 +150,21 @@ def add_copies(out: Path, rows: list[dict], seed: int) -> dict:
     return copies
 
 
+def _cut_source(job: tuple[Path, Path, list[dict]]) -> None:
+    """Write the photos cut from one source (one source in memory at a time); skips those already written."""
+    src_path, out, rows = job
+    todo = [r for r in rows if not (out / r["path"]).exists()]
+    if not todo:
+        return
+    with Image.open(src_path) as im:
+        src = im.convert("RGB")
+    for r in todo:
+        img = cut(src, tuple(r["size"]), np.random.default_rng(r["seed"]))
+        save_photo(img, out / r["path"], r["sideways"], datetime.datetime.fromisoformat(r["taken"]))
+
+
 def make_library(out: Path, photos: int, megapixels: float, big_share: float = 0.05, seed: int = 0,
-                 sources: list[Path] | None = None) -> dict:
+                 sources: list[Path] | None = None, workers: int = 1) -> dict:
     """Generate (or reuse) the library in `out`; returns its description (also written to OUT.json)."""
     want = {"photos": photos, "megapixels": megapixels, "big_share": big_share, "seed": seed}
     described = out.with_name(f"{out.name}.json")
@@ -152,15 +172,13 @@ def make_library(out: Path, photos: int, megapixels: float, big_share: float = 0
         return json.loads(described.read_text())
     sources = collect_sources() if sources is None else sources
     rows = plan(photos, megapixels, big_share, len(sources), seed)
-    for s, src_path in enumerate(sources):  # one source in memory at a time
-        todo = [r for r in rows if r["source"] == s and not (out / r["path"]).exists()]
-        if not todo:
-            continue
-        with Image.open(src_path) as im:
-            src = im.convert("RGB")
-        for r in todo:
-            img = cut(src, tuple(r["size"]), np.random.default_rng(r["seed"]))
-            save_photo(img, out / r["path"], r["sideways"], datetime.datetime.fromisoformat(r["taken"]))
+    jobs = [(src_path, out, [r for r in rows if r["source"] == s]) for s, src_path in enumerate(sources)]
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            list(tqdm(pool.imap_unordered(_cut_source, jobs), total=len(jobs), desc="sources"))
+    else:
+        for job in tqdm(jobs, desc="sources"):
+            _cut_source(job)
     desc = {"params": want, "sources": [p.name for p in sources], "copies": add_copies(out, rows, seed),
             "formats": {s: sum(r["path"].lower().endswith(s) for r in rows) for s in (".jpg", ".heic", ".avif")},
             "sideways": sum(r["sideways"] for r in rows), "big": sum(r["size"][0] * r["size"][1] > 40e6 for r in rows),
@@ -176,8 +194,10 @@ def main(argv=None) -> int:
     p.add_argument("--big-share", type=float, default=0.05, help="share of the photos at 48 MP")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=1, help="processes writing photos (one source each at a time)")
     a = p.parse_args(argv)
-    print(json.dumps(make_library(Path(a.out), a.photos, a.megapixels, a.big_share, a.seed), indent=1)[:2000])
+    desc = make_library(Path(a.out), a.photos, a.megapixels, a.big_share, a.seed, workers=a.workers)
+    print(json.dumps(desc, indent=1)[:2000])
     return 0
 
 

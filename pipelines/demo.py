@@ -7,7 +7,8 @@
    (data/sample): the Fashion-MNIST test images as an unlabeled PNG folder plus real photos
    (`pipelines.sample_photos`: scikit-image, scikit-learn, Debian wallpaper packages);
 2. pretrains an encoder with pretrain's automatic defaults within `--minutes` (skipped when
-   the run folder already has one);
+   the run folder already has one; it says when the folder has grown by half since, and
+   `--refresh` then trains that encoder further on the whole folder for `--refresh-minutes`);
 3. embeds the collection into a FAISS index (`--update` when it exists: only new and
    changed files are embedded, deleted ones removed) and clusters it;
 4. prints the label-free quality report (`pipelines.evaluate --copies`: how often the
@@ -26,6 +27,7 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ from pipelines.serve import serve
 log = logging.getLogger("pipelines.demo")
 
 SAMPLE = Path("data/sample")
+GROWN = 0.5  # the demo suggests --refresh once the folder holds this share more images than the encoder saw
 
 
 @dataclass
@@ -50,6 +53,8 @@ class DemoConfig:
     run: str | None = None  # default runs/NAME
     index: str | None = None  # default indexes/NAME
     minutes: float = 4.0  # pretraining budget
+    refresh: bool = False  # warm-start the existing encoder on the whole folder, then re-embed
+    refresh_minutes: float = 2.0
     pretrain_args: str = ""  # extra pretrain flags, e.g. "--backbone smallcnn"; the rest are pretrain's auto
     fmnist_limit: int | None = None
     no_eval: bool = False
@@ -111,6 +116,47 @@ def pretrain_encoder(cfg: DemoConfig, data: Path, run: Path) -> None:
         raise ValueError(f"pretraining failed (see above); the run folder is {run}")
 
 
+def trained_on(run: Path) -> int | None:
+    """How many images the run's encoder was trained on (its summary.json), or None if unknown."""
+    try:
+        n = json.loads((run / "summary.json").read_text())["images"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n if isinstance(n, int) and n > 0 else None
+
+
+def growth_note(run: Path, images: int, data: Path) -> str | None:
+    """A line saying the folder has outgrown the encoder, or None."""
+    seen = trained_on(run)
+    if seen is None or images < seen * (1 + GROWN):
+        return None
+    return (f"the folder now holds {images} images, {images / seen - 1:.0%} more than the {seen} the encoder was "
+            f"trained on: refresh it with `python -m pipelines.demo --data {shlex.quote(str(data))} --refresh` "
+            f"(trains it further on the whole folder, then embeds every image again)")
+
+
+def refresh_encoder(cfg: DemoConfig, data: Path, run: Path) -> None:
+    """Warm-start `run`'s encoder on the whole folder in RUN.next, then swap it in (RUN.prev keeps the
+    old one); `run` stays usable if this is interrupted, and a rerun resumes RUN.next."""
+    nxt, prev = run.with_name(run.name + ".next"), run.with_name(run.name + ".prev")
+    argv = ["--data", str(data), "--out", str(nxt), "--init-from", str(run), "--minutes", str(cfg.refresh_minutes),
+            "--resume", *shlex.split(cfg.pretrain_args)]
+    log.info("refreshing the encoder: python -m pipelines.pretrain %s", shlex.join(argv))
+    if pretrain.main(argv):
+        raise ValueError(f"refreshing the encoder failed (see above); {run} is unchanged")
+    shutil.rmtree(prev, ignore_errors=True)
+    run.rename(prev)
+    nxt.rename(run)
+    log.info("refreshed encoder in %s (the previous one is in %s)", run, prev)
+
+
+def finish_swap(run: Path) -> None:
+    """Complete a refresh interrupted between its two renames (RUN gone, RUN.next finished)."""
+    nxt = run.with_name(run.name + ".next")
+    if not run.exists() and (nxt / ENCODER_FILE).is_file():
+        nxt.rename(run)
+
+
 def index_collection(data: Path, run: Path, index: Path) -> dict:
     """Build the index, or update it when it exists and was built with this encoder."""
     update = (index / MANIFEST).is_file()
@@ -161,8 +207,14 @@ def run(cfg: DemoConfig) -> tuple[Path, Path, Path]:
     data, run_dir, index = plan_folders(cfg)
     if cfg.data is None:
         build_sample_collection(data, cfg.fmnist_limit)
+    finish_swap(run_dir)
+    if cfg.refresh and (run_dir / ENCODER_FILE).is_file():
+        refresh_encoder(cfg, data, run_dir)
     pretrain_encoder(cfg, data, run_dir)
-    index_collection(data, run_dir, index)
+    counts = index_collection(data, run_dir, index)
+    note = growth_note(run_dir, counts["images"], data if cfg.data is not None else SAMPLE)
+    if note:
+        log.warning(note)
     if cluster.main(["--index", str(index)]):
         raise ValueError(f"clustering {index} failed (see above)")
     if not cfg.no_eval:
@@ -180,6 +232,9 @@ def parse_args(argv=None) -> DemoConfig:
     p.add_argument("--run", default=None, help="run folder (default runs/NAME, NAME derived from --data)")
     p.add_argument("--index", default=None, help="index folder (default indexes/NAME)")
     p.add_argument("--minutes", type=float, default=d.minutes, help="pretraining budget")
+    p.add_argument("--refresh", action="store_true",
+                   help="train the run's existing encoder further on the whole folder (after it grew), then re-embed")
+    p.add_argument("--refresh-minutes", type=float, default=d.refresh_minutes, help="budget of --refresh")
     p.add_argument("--pretrain-args", default=d.pretrain_args,
                    help="extra flags for pipelines.pretrain, e.g. \"--backbone smallcnn --image-size 32\"")
     p.add_argument("--fmnist-limit", type=int, default=None, help="sample collection: only the first N test images")

@@ -41,6 +41,7 @@ from pipelines.cli import run_cli
 from pipelines.pretrain_config import (  # noqa: F401 (re-exported)
     AUTO_FIELDS,
     LR_DEFAULTS,
+    WARM_START,
     PretrainConfig,
     check,
     from_saved,
@@ -93,6 +94,8 @@ def start_or_resume(cfg: PretrainConfig, run_dir: Path, proc: Process) -> tuple[
     if ckpt is None:
         if cfg.resume:
             log.info("no checkpoint in %s; starting a new run", run_dir)
+        if cfg.init_from:
+            return replace(warm_start_config(cfg, proc), **here), None
         files = scan_images(cfg.data)
         if not files:
             raise ValueError(f"--data {cfg.data}: no image files found")
@@ -103,6 +106,32 @@ def start_or_resume(cfg: PretrainConfig, run_dir: Path, proc: Process) -> tuple[
         raise CheckpointLoadError(f"{run_dir / CHECKPOINT}: {problem}; delete it to start over")
     log.info("resuming %s from step %d of %d", run_dir, ckpt["step"], ckpt["total_steps"])
     return replace(saved, **here), ckpt
+
+
+def warm_start_config(cfg: PretrainConfig, proc: Process) -> PretrainConfig:
+    """--init-from RUN: RUN's settings (method, backbone, size, recipe), this invocation's data, out,
+    length and seed. Raises ValueError when RUN has no checkpoint."""
+    old = load_checkpoint(Path(cfg.init_from), proc.device)
+    if old is None:
+        raise ValueError(f"--init-from {cfg.init_from}: no {CHECKPOINT} there (a finished pretrain run leaves one)")
+    if cfg.epochs is None and cfg.minutes is None:
+        raise ValueError("--init-from: say how long to train with --minutes or --epochs")
+    saved = from_saved(old["config"], cfg)
+    log.info("warm start from %s (%s, %s at %d px, step %d)", cfg.init_from, saved.method, saved.backbone,
+             saved.image_size, old["step"])
+    return replace(saved, **{k: getattr(cfg, k) for k in WARM_START})
+
+
+def warm_start(model: torch.nn.Module, run_dir: Path, device: torch.device) -> None:
+    """Load another run's model weights into `model`; entries whose shape depends on the collection
+    (NPID's memory bank, DeepCluster's per-image labels) start fresh and are named in the log."""
+    state = load_checkpoint(run_dir, device)["model"]
+    own = model.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fresh = sorted(set(own) - set(fits))
+    model.load_state_dict(fits, strict=False)
+    log.info("loaded %d of %d weight tensors from %s%s", len(fits), len(own), run_dir / CHECKPOINT,
+             f"; fresh (size depends on the collection): {', '.join(fresh)}" if fresh else "")
 
 
 def log_config(cfg: PretrainConfig) -> None:
@@ -200,6 +229,8 @@ def run(cfg: PretrainConfig) -> dict:
     schedule = Schedule(base_lr, max(planned or 0, 10), cfg.warmup_epochs, spe)  # refitted below
     if ckpt is not None:
         restore(run_dir, ckpt, model, optimizer)
+    elif cfg.init_from:
+        warm_start(model, Path(cfg.init_from), proc.device)
     if proc.is_main and ckpt is not None:
         trim_metrics(run_dir, start_step)
     elif proc.is_main:

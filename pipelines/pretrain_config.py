@@ -23,7 +23,8 @@ LR_DEFAULTS = {"sgd": (0.06, 5e-4), "adamw": (1e-3, 1e-6), "lars": (0.3, 1e-6)} 
 # What a resumed run takes from this invocation rather than from its checkpoint: budget,
 # device, logging and stop point. Everything else (the run's identity) comes from the checkpoint.
 PER_INVOCATION = ("minutes", "max_steps", "device", "precision", "progress", "workers", "checkpoint_minutes",
-                  "sync_bn", "resume")
+                  "sync_bn", "resume", "init_from")
+WARM_START = ("data", "out", "epochs", "seed")  # what --init-from takes from this invocation, not the old run
 
 
 def opt(default, help: str, **meta):
@@ -48,6 +49,9 @@ class PretrainConfig:
     minutes: float | None = opt(None, "wall-clock budget; stops cleanly and saves")
     max_steps: int | None = opt(None, "stop after this global step (resumable)")
     resume: bool = opt(False, "continue from RUN_DIR/checkpoint.pt if present")
+    init_from: str | None = opt(None, "start from another run's weights (its RUN_DIR/checkpoint.pt) with its "
+                                      "settings, on --data, with a new schedule: refresh an encoder after the "
+                                      "folder grew")
     optimizer: str = opt(AUTO, "optimizer", choices=(AUTO, *LR_DEFAULTS))
     lr: float | str = opt(AUTO, "base lr for batch 256, scaled linearly (auto: per optimizer)")
     weight_decay: float | None = opt(None, "weight decay (default: per optimizer)")

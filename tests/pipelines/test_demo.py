@@ -12,6 +12,7 @@ from PIL import Image
 
 from encoders.copies import REPORT_FILE
 from encoders.fashion_mnist import FASHION_MNIST_DIR
+from encoders.files import file_sha256
 from index.store import load_index
 from pipelines import demo, evaluate, sample_photos
 from tests.conftest import draw_shape_image, make_shape_folder
@@ -173,3 +174,34 @@ def test_sample_collection_demo(tmp_path, monkeypatch, caplog):
     assert "could not get Debian package gnome-backgrounds (offline in this test); going on" in caplog.text
     assert load_index(index).manifest.count == 300 + len(photos)
     assert (index / "clusters.json").is_file()
+
+
+def test_a_grown_folder_is_noticed_and_refresh_warm_starts_then_re_embeds(photos, tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    fake_report(monkeypatch, [])
+    caplog.set_level(logging.INFO)
+    args = ["--data", str(photos), "--minutes", "0.2", "--pretrain-args", PRETRAIN, "--no-serve"]
+    assert demo.main(args) == 0
+    run = tmp_path / "runs" / demo.collection_name(photos)
+    assert "more than the" not in caplog.text
+    old_sha = file_sha256(run / "encoder.safetensors")
+
+    rng = __import__("numpy").random.default_rng(3)
+    for i in range(16):  # 32 -> 48 images: +50%
+        draw_shape_image("cross", rng).save(photos / "2024 trip" / f"more_{i}.png")
+    before = snapshot(photos)
+    caplog.clear()
+    assert demo.main(args) == 0
+    assert "48 images, 50% more than the 32 the encoder was trained on" in caplog.text and "--refresh" in caplog.text
+    assert file_sha256(run / "encoder.safetensors") == old_sha  # only said, not done
+
+    caplog.clear()
+    assert demo.main([*args, "--refresh", "--refresh-minutes", "0.1"]) == 0
+    assert snapshot(photos) == before
+    assert file_sha256(run.with_name(run.name + ".prev") / "encoder.safetensors") == old_sha
+    new_sha = file_sha256(run / "encoder.safetensors")
+    assert new_sha != old_sha and not run.with_name(run.name + ".next").exists()
+    assert json.loads((run / "summary.json").read_text())["images"] == 48
+    assert "warm start from" in caplog.text and "more than the" not in caplog.text
+    manifest = load_index(tmp_path / "indexes" / demo.collection_name(photos)).manifest
+    assert manifest.count == 48 and manifest.encoder["sha256"] == new_sha  # every image embedded again

@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import time
 
@@ -246,3 +247,39 @@ def test_snapshots_are_loadable_encoders_in_time_order(shape_folder, tmp_path):
     # a new run in the same folder does not keep the old run's snapshots
     run_pretrain(shape_folder, out, "--epochs", "1", "--max-steps", "1")
     assert not (out / "snapshots").exists()
+
+
+def test_init_from_starts_from_another_runs_weights_with_its_settings(shape_folder, tmp_path, capsys, caplog):
+    """--init-from: the old run's method, backbone and weights on a new (here smaller) folder; the NPID
+    memory bank, whose size is the collection's, starts fresh; no budget or no checkpoint is an error."""
+    caplog.set_level(logging.INFO, logger="pipelines.pretrain")
+    old = tmp_path / "old"
+    run_pretrain(shape_folder, old, "--method", "npid", "--epochs", "1", "--max-steps", "3", "--seed", "2", *SMALL)
+    half = tmp_path / "half"
+    half.mkdir()
+    picked = sorted(p for p in shape_folder.rglob("*") if p.is_file())[::2]
+    for f in picked:
+        (half / f"{f.parent.name}_{f.name}").write_bytes(f.read_bytes())
+    new = tmp_path / "new"
+    # another backbone and method on the command line: the old run's win, as with --resume
+    assert pretrain.main(["--data", str(half), "--out", str(new), "--init-from", str(old), "--epochs", "1",
+                          "--max-steps", "0", "--method", "simclr", "--image-size", "24", "--workers", "0",
+                          "--no-progress"]) == 0
+    before = torch.load(old / "checkpoint.pt", weights_only=True)
+    after = torch.load(new / "checkpoint.pt", weights_only=True)
+    assert after["config"]["method"] == "npid" and after["config"]["image_size"] == 16
+    assert after["config"]["data"] == str(half) and after["config"]["images"] == len(picked) and after["step"] == 0
+    for name, weight in before["model"].items():
+        if name.startswith("backbone."):
+            assert torch.equal(after["model"][name], weight), name
+    banks = [n for n, w in after["model"].items() if w.shape != before["model"][n].shape]
+    assert banks and all(after["model"][n].shape[0] == len(picked) for n in banks)
+    assert "fresh (size depends on the collection)" in caplog.text
+    trained = run_pretrain(half, tmp_path / "more", "--init-from", str(old), "--epochs", "1", "--max-steps", "2")
+    assert [r["step"] for r in trained if "loss" in r] == [1, 2] and all(math.isfinite(r["loss"]) for r in trained
+                                                                          if "loss" in r)
+    for argv, message in (([], "--minutes or --epochs"), (["--epochs", "1"], "no checkpoint.pt")):
+        source = old if not argv else tmp_path / "nothing"
+        assert pretrain.main(["--data", str(half), "--out", str(tmp_path / "x"), "--init-from", str(source),
+                              "--workers", "0", "--no-progress", *argv]) != 0
+        assert message in capsys.readouterr().err
