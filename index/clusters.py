@@ -52,6 +52,7 @@ class ClusterSettings:
     algorithm: str = "best-cut"
     neighbours: int = 15  # k of the k-NN graph (spectral, graph, umap-*, automatic K, cohesion)
     resolution: float = 1.0  # Leiden resolution: 1 = modularity
+    leiden_runs: int = 3  # Leiden runs (seeds seed..seed+2); the communities of highest modularity are kept
     k_min: int = 2  # range of the automatic K
     k_max: int = 50
     seed: int = 0
@@ -61,7 +62,8 @@ class ClusterSettings:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"clustering algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
-        if self.neighbours < 1 or self.nredo < 1 or self.k_min < 1 or self.k_max < self.k_min or self.resolution <= 0:
+        if (self.neighbours < 1 or self.nredo < 1 or self.leiden_runs < 1 or self.k_min < 1 or self.k_max < self.k_min
+                or self.resolution <= 0):
             raise ValueError(f"bad cluster settings: {self}")
 
 
@@ -147,7 +149,7 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
     modularity within [k_min, k_max]. Also returns the resolution that gave the groups."""
     adjacency = graph.adjacency()
     resolution = s.resolution
-    tree = merge_tree(adjacency, leiden(adjacency, resolution, seed))
+    tree = merge_tree(adjacency, leiden(adjacency, resolution, seed, s.leiden_runs))
     if k is None:
         k = tree.best_k(s.k_min, s.k_max)
         q = tree.modularity[tree.max_k - k]
@@ -157,7 +159,7 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
         return tree.cut(min(k, tree.max_k)), "set by hand", resolution
     while tree.max_k < k and resolution < 1e4:
         resolution *= 2
-        tree = merge_tree(adjacency, leiden(adjacency, resolution, seed))
+        tree = merge_tree(adjacency, leiden(adjacency, resolution, seed, s.leiden_runs))
     if tree.max_k < k:
         raise ValueError(f"{k} clusters asked, the neighbour graph splits into at most {tree.max_k}")
     return tree.cut(k), "set by hand", resolution
@@ -248,7 +250,8 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
         return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "")
     share = cohesion(graph, c.labels)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
-    reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, made, settings.seed + 1 + i,
+    once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
+    reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
                          exact_k=False)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
     return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm)

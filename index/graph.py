@@ -1,7 +1,8 @@
 """Groups of a collection from its nearest-neighbour graph: Leiden communities, merged into a hierarchy.
 
     knn_graph(x (M, D), k)             -> Neighbours: ids (M, k) and cosine sims (M, k), self excluded
-    leiden(graph, resolution, seed)    -> int64 (M,) community of every row (leidenalg, RB configuration)
+    leiden(graph, resolution, seed, runs) -> int64 (M,) community of every row (leidenalg, RB configuration;
+                                         best of `runs` runs)
     merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
     Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
     Hierarchy.best_k()                 -> the K of highest modularity along the merges
@@ -126,16 +127,21 @@ def spectral_embedding(affinity: sparse.csr_matrix, dims: int) -> np.ndarray:
     return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
 
 
-def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0) -> np.ndarray:
-    """Leiden communities maximising the RB-configuration quality (modularity at resolution 1)."""
+def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0, runs: int = 1) -> np.ndarray:
+    """Leiden communities maximising the RB-configuration quality (modularity at resolution 1); with
+    `runs` > 1, the best of that many runs (seeds seed, seed + 1, ...): Leiden is randomised, and the
+    number of communities one run finds varies by a few (docs/clustering.md, "Automatic K")."""
     import igraph as ig
     import leidenalg
 
     upper = sparse.triu(adjacency, k=1).tocoo()
     g = ig.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]), directed=False)
-    part = leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=upper.data.tolist(),
-                                    resolution_parameter=resolution, seed=seed, n_iterations=2)
-    return np.asarray(part.membership, dtype=np.int64)
+    weights = upper.data.tolist()
+    parts = [leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=weights,
+                                      resolution_parameter=resolution, seed=seed + r, n_iterations=2)
+             for r in range(runs)]
+    best = max(parts, key=lambda part: part.quality())  # first of equals: the lowest seed
+    return np.asarray(best.membership, dtype=np.int64)
 
 
 def community_weights(adjacency: sparse.csr_matrix, labels: np.ndarray) -> np.ndarray:

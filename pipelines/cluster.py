@@ -81,6 +81,7 @@ SETTING_HELP = {
                  "kmeans: spherical K-means; umap-gmm / umap-kmeans: UMAP to 10-d, then a Gaussian mixture / K-means",
     "neighbours": "neighbours per image in the k-NN graph",
     "resolution": "Leiden resolution (1 = modularity; higher: more, smaller communities before merging)",
+    "leiden_runs": "Leiden runs with successive seeds; the communities of highest modularity are kept",
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
     "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
     "stability_runs": "reruns (other seeds, a tenth of the graph's links left out) for the stability score (0: skip)",

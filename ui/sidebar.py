@@ -71,4 +71,9 @@ def open_index(settings: state.Launch):
                     "then open it with `streamlit run app.py -- --index INDEX_DIR`.")
         return None
     st.sidebar.caption(f"{loaded.manifest.count:,} photos · {plain(loaded.manifest.data_root)}")
+    seen = st.session_state.get("seen_build")  # (folder, build, photos) this session last showed
+    if seen and seen[0] == index_dir and seen[1] != loaded.build_id:
+        st.toast(f"The index was updated while you were here: {loaded.manifest.count:,} photos (was "
+                 f"{seen[2]:,}). Results below come from the new one.", icon=":material/update:")
+    st.session_state.seen_build = (index_dir, loaded.build_id, loaded.manifest.count)
     return ix, loaded

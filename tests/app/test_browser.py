@@ -6,13 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
 from bench.browser import CHROMIUM, chromium, first_result_text, goto_page, open_page, served_app, settle, upload
+from tests.conftest import draw_shape_image
 
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
                                 reason=f"{CHROMIUM} missing: apt-get install chromium (.ci/sysdeps.sh does)")
@@ -157,3 +161,40 @@ def test_a_shared_page_refuses_another_folder(served, two_indexes):
         assert sidebar.get_by_text("34 photos").count() == 1  # the command line's index
         assert sidebar.get_by_role("combobox", name="Index").count() == 0
         assert "index=" not in page.url
+
+
+def test_the_page_follows_an_update_made_while_it_serves(app_index, tmp_path):
+    """`build_index --update` runs while a browser moves between pages: every page draws from one whole
+    index (the old or the new), and the first page drawn after the swap shows the new one and says so."""
+    data, index = tmp_path / "data", tmp_path / "index"
+    shutil.copytree(data_root(app_index), data)
+    build = [sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
+             str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"]
+    subprocess.run(build, check=True, capture_output=True)
+    with served_app(index) as url, chromium() as browser:
+        page = open_page(browser, url)
+        sidebar = page.locator("section[data-testid='stSidebar']")
+        sidebar.get_by_text("34 photos").wait_for(state="visible")
+        rng = np.random.default_rng(21)
+        for i in range(6):
+            draw_shape_image("triangle", rng).save(data / f"added_{i}.png")
+        update = subprocess.Popen([*build, "--update"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        seen = []  # (photos in the sidebar, toasts shown) after each page drawn
+        while update.poll() is None or not seen or seen[-1][0] != "40":
+            goto_page(page, ["Clusters", "Search"][len(seen) % 2])
+            settle(page, 100)
+            assert page.locator("[data-testid='stException']").count() == 0
+            photos = sidebar.get_by_text(" photos · ").inner_text().split(" photos")[0]
+            seen.append((photos, " ".join(page.locator("[data-testid='stToast']").all_inner_texts())))
+            assert len(seen) < 200, seen
+        assert update.wait() == 0, update.stdout.read()
+        assert {n for n, _ in seen} <= {"34", "40"}, seen
+        first_new = next(i for i, (n, _) in enumerate(seen) if n == "40")
+        assert all(n == "40" for n, _ in seen[first_new:])  # never back to the old build
+        assert "The index was updated while you were here: 40 photos (was 34)" in seen[first_new][1]
+        goto_page(page, "Search")
+        query = tmp_path / "copy_of_added.png"
+        shutil.copy(data / "added_3.png", query)
+        upload(page, [query])
+        text = first_result_text(page)
+        assert "added_3.png" in text and "1.000" in text

@@ -86,6 +86,8 @@ def test_tiny_collections_and_bad_requests():
         cluster_collection(x, 5)
     with pytest.raises(ValueError, match="choose one of"):
         ClusterSettings(algorithm="dbscan")
+    with pytest.raises(ValueError, match="bad cluster settings"):
+        ClusterSettings(leiden_runs=0)
 
 
 def test_central_rows_are_members_sorted_by_score():

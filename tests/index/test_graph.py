@@ -115,6 +115,22 @@ def test_leiden_recovers_planted_groups_and_is_seeded():
     np.testing.assert_array_equal(found, leiden(a, 1.0, seed=3))
 
 
+def test_leiden_best_of_runs_keeps_the_highest_modularity_of_single_runs():
+    """On a graph without clear groups single runs differ; `runs` keeps the one networkx scores highest."""
+    x, _ = clustered(800, 16, 12, spread=3.0, seed=9)
+    a = knn_graph(x, 10).adjacency()
+    g = nx.from_scipy_sparse_array(a)
+
+    def q(labels):
+        return nx.community.modularity(g, [set(np.flatnonzero(labels == c)) for c in np.unique(labels)])
+
+    singles = [leiden(a, 1.0, seed=5 + r) for r in range(4)]
+    assert len({tuple(s) for s in singles}) > 1  # the case the runs are for
+    best = leiden(a, 1.0, seed=5, runs=4)
+    assert q(best) == pytest.approx(max(q(s) for s in singles))
+    np.testing.assert_array_equal(best, singles[int(np.argmax([q(s) for s in singles]))])
+
+
 def test_self_tuning_weights_and_thinning_against_a_loop():
     x, _ = clustered(120, 8, 3, spread=1.0, seed=12)
     g = knn_graph(x, 5)
