@@ -198,3 +198,38 @@ def test_the_page_follows_an_update_made_while_it_serves(app_index, tmp_path):
         upload(page, [query])
         text = first_result_text(page)
         assert "added_3.png" in text and "1.000" in text
+
+
+def test_heic_and_avif_photos_are_indexed_and_found_by_a_dropped_copy(app_index, tmp_path):
+    """An iPhone's HEIC and an AVIF in the folder are indexed, shown as thumbnails, and a dropped copy
+    of each (the same file's bytes) finds it first at 1.000."""
+    from PIL import Image
+
+    import encoders.formats  # noqa: F401  (registers pillow-heif's HEIF reader and writer)
+
+    data, index = tmp_path / "data", tmp_path / "index"
+    shutil.copytree(data_root(app_index), data)
+    rng = np.random.default_rng(5)
+    draw_shape_image("ellipse", rng).resize((64, 64)).save(data / "IMG_0001.heic", format="HEIF", quality=90)
+    draw_shape_image("cross", rng).resize((64, 64)).save(data / "IMG_0002.avif", format="AVIF", quality=90)
+    assert Image.open(data / "IMG_0001.heic").format == "HEIF"
+    subprocess.run([sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
+                    str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"],
+                   check=True, capture_output=True)
+    paths = [item["path"] for item in json.loads((index / "manifest.json").read_text())["items"]]
+    assert {"IMG_0001.heic", "IMG_0002.avif"} <= set(paths)
+    with served_app(index) as url, chromium() as browser:
+        page = open_page(browser, url)
+        names = ["IMG_0001.heic", "IMG_0002.avif"]
+        queries = [tmp_path / f"dropped_{i}{Path(name).suffix}" for i, name in enumerate(names)]
+        for name, query in zip(names, queries):
+            shutil.copy(data / name, query)
+        upload(page, queries)  # both at once: one grid each
+        for i, name in enumerate(names):
+            text = first_result_text(page, i)
+            assert name in text and "1.000" in text
+            thumb = page.locator(f".st-key-results-{i} figure[data-hit='0'] img")
+            thumb.wait_for(state="visible")
+            assert page.evaluate("(img) => img.naturalWidth", thumb.element_handle()) > 0  # the photo is drawn
+        assert page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=str(tmp_path / "dropped.png"), full_page=True)
