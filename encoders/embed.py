@@ -98,15 +98,15 @@ class Encoder(nn.Module):
     def forward(self, images: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
         cfg, device = self.cfg, self.device
         x = images.to(device, non_blocking=True)
-        n = x.shape[0]
-        if cfg.flip_average:
-            x = torch.cat([x, x.flip(3)])  # (2N, 3, S, S)
+        views = [x, x.flip(3)] if cfg.flip_average else [x]  # each (N, 3, S, S)
         if cfg.grey_average:
-            x = torch.cat([x, rgb_to_grey_uint8(x)])  # (2V N, 3, S, S)
-        x = normalize_batch(x, cfg.mean, cfg.std, cfg.normalize).contiguous(memory_format=torch.channels_last)
-        with autocast(device, precision):
-            h = read_out(self.backbone, x, cfg.readout).float()  # (V N, D), V views per image
-        h = F.normalize(h.view(-1, n, h.shape[1]).mean(0), dim=1)  # (N, D)
+            views += [rgb_to_grey_uint8(v) for v in views]
+        h = 0
+        for v in views:  # one view at a time: the forward pass holds N images, not V N
+            v = normalize_batch(v, cfg.mean, cfg.std, cfg.normalize).contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                h = h + read_out(self.backbone, v, cfg.readout).float()  # (N, D)
+        h = F.normalize(h / len(views), dim=1)  # (N, D): the mean over the views
         if isinstance(self.whiten, nn.Identity):
             return h
         return F.normalize(self.whiten(h), dim=1)  # (N, D)

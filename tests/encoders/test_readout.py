@@ -78,3 +78,29 @@ def test_a_config_saved_without_a_read_out_means_the_global_average(tmp_path):
     assert loaded.cfg.readout == "avg" and loaded.cfg.dim == backbone.feat_dim
     with pytest.raises(ValueError, match="read-out"):
         EncoderConfig(readout="max")
+
+
+@pytest.mark.parametrize("flip,grey", [(True, True), (True, False), (False, True)])
+def test_view_averaging_against_a_loop_over_images_and_views(flip, grey):
+    """The embedding with flip / grey averaging is the unit mean of the read-outs of every view of the
+    image (the image, its mirror, their greyscale versions), each image and view run alone."""
+    from PIL import Image, ImageOps
+
+    from encoders.augment import normalize_batch
+    from encoders.embed import rgb_to_grey_uint8
+
+    torch.manual_seed(0)
+    backbone = build_backbone("smallcnn").eval()
+    images = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    cfg = EncoderConfig(backbone="smallcnn", small_stem=True, feat_dim=backbone.feat_dim, image_size=16,
+                        normalize="luma", readout="grid", flip_average=flip, grey_average=grey)
+    got = Encoder(backbone, cfg)(images)  # (N, D)
+    for n in range(len(images)):
+        pil = Image.fromarray(images[n].permute(1, 2, 0).numpy())
+        views = [torch.from_numpy(np.array(v)).permute(2, 0, 1)[None] for v in
+                 ([pil, ImageOps.mirror(pil)] if flip else [pil])]  # each (1, 3, S, S)
+        views += [rgb_to_grey_uint8(v) for v in views] if grey else []
+        with torch.no_grad():
+            h = [read_out(backbone, normalize_batch(v, cfg.mean, cfg.std, cfg.normalize), "grid")[0] for v in views]
+        want = torch.nn.functional.normalize(torch.stack(h).mean(0), dim=0)
+        assert torch.allclose(got[n], want, atol=1e-5)
