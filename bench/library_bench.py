@@ -26,13 +26,14 @@ tree every 0.2 s. Phases are cut at the lines the pipelines log:
   cluster  -> "wrote .../clusters.json"
   report   -> exit                          (pipelines.evaluate --copies)
 
-Wall times are upper bounds on a shared machine (other jobs compete for its cores); peak memory
-does not depend on load. Slopes per 1,000 photos, from two library sizes when both have been
-run, give the 100k figures on paper.
+Wall times depend on the CPU and on other jobs sharing it (the JSON records the CPU and the load
+average at the start: run it alone); peak memory does not depend on load. The 100k figures of
+docs/benchmarks.md are worked out on paper from the slopes between the 1k and 10k runs.
 """
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -142,7 +143,7 @@ def plot(result: dict, out: Path) -> None:
         ax.axvline(ph["start"], color="grey", lw=0.5)
         ax.text(ph["start"], ax.get_ylim()[1] * (0.97 - 0.06 * (i % 3)), f" {ph['phase']}", fontsize=8, va="top")
     lib = result["library"]["params"]
-    ax.set(xlabel="seconds (upper bounds: shared machine)", ylabel="memory of the process tree (PSS, MB)",
+    ax.set(xlabel=f"seconds ({result['machine']})", ylabel="memory of the process tree (PSS, MB)",
            title=f"pipelines.demo on {lib['photos']} photos at {lib['megapixels']:g} MP: "
                  f"{result['seconds']:.0f} s, peak {result['peak_pss_mb']:.0f} MB")
     fig.tight_layout()
@@ -163,15 +164,24 @@ def bench_library(args) -> dict:
     if not args.keep_run:
         for sub in ("run", "index"):
             shutil.rmtree(work / sub, ignore_errors=True)
+    machine = machine_line()
     run = run_measured([sys.executable, "-m", "pipelines.demo", "--data", str(library), "--no-serve",
                         "--run", str(work / "run"), "--index", str(work / "index"), "--minutes", str(args.minutes),
                         *shlex.split(args.demo_args)])
     return {"library": {k: v for k, v in desc.items() if k != "sources"}, "library_dir": str(library),
             "command": " ".join(["python", *run["cmd"][1:]]), "rc": run["rc"], "seconds": round(run["seconds"], 1),
             "peak_pss_mb": peak_mb(run["samples"]), "phases": split_phases(run),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other jobs: seconds are upper bounds",
+            "machine": machine, "date": datetime.date.today().isoformat(),
             "samples": [(round(s, 2), kb) for s, kb in run["samples"]],
             "log_tail": [line for _, line in run["lines"] if "%|" not in line][-40:]}
+
+
+def machine_line() -> str:
+    """The CPU, its cores and the load before the run: what the wall times depend on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                 platform.machine())
+    return f"{model}, {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}"
 
 
 def copies_check(args) -> dict:
@@ -244,7 +254,7 @@ def refresh_check(args) -> dict:
     return {"library": {k: v for k, v in desc.items() if k not in ("sources", "copies")}, "library_dir": str(library),
             "first_half": len(photos) // 2, "photos": len(photos), "minutes": args.minutes,
             "refresh_minutes": args.refresh_minutes, "steps": steps,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+            "machine": machine_line(), "date": datetime.date.today().isoformat()}
 
 
 def main(argv=None) -> int:

@@ -195,7 +195,8 @@ def copies_report(run: Path, data: Path) -> dict | None:
 def format_report(r: dict) -> str:
     """eval_copies.json -> a few lines for the terminal."""
     lines = [f"Quality report (no labels): the original of an edited photo is found first "
-             f"({r.get('images', '?')} photos, each edited {len(r.get('edits', []))} ways)",
+             f"({r.get('edited', r.get('images', '?'))} of {r.get('images', '?')} photos, each edited "
+             f"{len(r.get('edits', []))} ways)",
              f"  {'':22s} {'encoder':>8s} {'raw pixels':>11s}"]
     for name, vals in report_rows(r).items():
         enc, raw = (float("nan") if v is None else v for v in vals)

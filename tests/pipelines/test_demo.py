@@ -205,3 +205,12 @@ def test_a_grown_folder_is_noticed_and_refresh_warm_starts_then_re_embeds(photos
     assert "warm start from" in caplog.text and "more than the" not in caplog.text
     manifest = load_index(tmp_path / "indexes" / demo.collection_name(photos)).manifest
     assert manifest.count == 48 and manifest.encoder["sha256"] == new_sha  # every image embedded again
+
+
+def test_the_terminal_report_says_how_many_photos_were_edited():
+    report = {"images": 10300, "edited": 200, "edits": ["crop", "tone"],
+              "encoder": {"recall_at_1": 0.625, "by_edit": {"crop": 0.25, "tone": 1.0}},
+              "raw_pixels": {"recall_at_1": 0.5, "by_edit": {"crop": 0.0, "tone": 1.0}}}
+    lines = demo.format_report(report).splitlines()
+    assert "(200 of 10300 photos, each edited 2 ways)" in lines[0]
+    assert lines[2].split() == ["all", "edits", "0.62", "0.50"] and lines[3].split() == ["crop", "0.25", "0.00"]
