@@ -28,7 +28,7 @@ SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_be
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
           "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py",
-          "page_latency.py", "readout_bench.py"}
+          "page_latency.py", "readout_bench.py", "knn_graph_bench.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -186,6 +186,15 @@ def test_cluster_bench(tiny, shootout):
         assert r["quality"][name]["classes"] == classes and set(row) == {"learned", "raw pixels", "random init"}
         assert {"graph", "kmeans", "best-cut, automatic K"} <= set(row["learned"])
     assert r["scale"]["300"]["seconds"] > 0 and out.with_suffix(".png").is_file()
+
+
+def test_knn_graph_bench(tiny, shootout):
+    out = tiny["root"] / "knn_graph_bench.json"
+    run("knn_graph_bench.py", "--fmnist-encoder", shootout / "simclr-fmnist", "--limit", "300", "--out", out,
+        env=tiny["env"])
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 3 and rows["exact"]["recall_at_15"] == 1.0
+    assert all(0 < r["recall_at_15"] <= 1 and 0 <= r["nmi_k10"] <= 1 and r["k"] >= 2 for r in rows.values())
 
 
 def test_recipe_sweep(tiny):
