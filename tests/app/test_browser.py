@@ -163,7 +163,7 @@ def test_a_shared_page_refuses_another_folder(served, two_indexes):
         assert "index=" not in page.url
 
 
-def test_the_page_follows_an_update_made_while_it_serves(app_index, tmp_path):
+def test_the_page_follows_an_update_made_while_it_serves(served, app_index, tmp_path):
     """`build_index --update` runs while a browser moves between pages: every page draws from one whole
     index (the old or the new), and the first page drawn after the swap shows the new one and says so."""
     data, index = tmp_path / "data", tmp_path / "index"
@@ -171,8 +171,8 @@ def test_the_page_follows_an_update_made_while_it_serves(app_index, tmp_path):
     build = [sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
              str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"]
     subprocess.run(build, check=True, capture_output=True)
-    with served_app(index) as url, chromium() as browser:
-        page = open_page(browser, url)
+    with served_app(index) as url:  # the module's browser: one Playwright per thread
+        page = open_page(served[1], url)
         sidebar = page.locator("section[data-testid='stSidebar']")
         sidebar.get_by_text("34 photos").wait_for(state="visible")
         rng = np.random.default_rng(21)
@@ -200,7 +200,7 @@ def test_the_page_follows_an_update_made_while_it_serves(app_index, tmp_path):
         assert "added_3.png" in text and "1.000" in text
 
 
-def test_heic_and_avif_photos_are_indexed_and_found_by_a_dropped_copy(app_index, tmp_path):
+def test_heic_and_avif_photos_are_indexed_and_found_by_a_dropped_copy(served, app_index, tmp_path):
     """An iPhone's HEIC and an AVIF in the folder are indexed, shown as thumbnails, and a dropped copy
     of each (the same file's bytes) finds it first at 1.000."""
     from PIL import Image
@@ -218,8 +218,8 @@ def test_heic_and_avif_photos_are_indexed_and_found_by_a_dropped_copy(app_index,
                    check=True, capture_output=True)
     paths = [item["path"] for item in json.loads((index / "manifest.json").read_text())["items"]]
     assert {"IMG_0001.heic", "IMG_0002.avif"} <= set(paths)
-    with served_app(index) as url, chromium() as browser:
-        page = open_page(browser, url)
+    with served_app(index) as url:  # the module's browser: one Playwright per thread
+        page = open_page(served[1], url)
         names = ["IMG_0001.heic", "IMG_0002.avif"]
         queries = [tmp_path / f"dropped_{i}{Path(name).suffix}" for i, name in enumerate(names)]
         for name, query in zip(names, queries):
