@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import datasets  # noqa: E402
+from bench.machine import machine_line  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
 from encoders.evaluation import cluster_scores, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
@@ -161,8 +160,7 @@ def main(argv=None) -> int:
         collections["mixed"] = folder_collection(a.mixed_encoder, a.limit)
     if a.mnist_encoder:
         collections["mnist-5k"] = folder_collection(a.mnist_encoder, a.limit, "mnist-5k")
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                          f"load average at start {os.getloadavg()[0]:.1f}",
+    results = {"machine": machine_line(),
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
                "encoders": {"fmnist": str(a.fmnist_encoder), "mixed": str(a.mixed_encoder),
                             "mnist-5k": str(a.mnist_encoder)},

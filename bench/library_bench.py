@@ -36,7 +36,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -48,6 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.library_gen import SOURCES, collect_sources, make_library  # noqa: E402
+from bench.machine import machine_line  # noqa: E402
 from encoders.files import atomic_write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,14 +174,6 @@ def bench_library(args) -> dict:
             "machine": machine, "date": datetime.date.today().isoformat(),
             "samples": [(round(s, 2), kb) for s, kb in run["samples"]],
             "log_tail": [line for _, line in run["lines"] if "%|" not in line][-40:]}
-
-
-def machine_line() -> str:
-    """The CPU, its cores and the load before the run: what the wall times depend on."""
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                 platform.machine())
-    return f"{model}, {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}"
 
 
 def copies_check(args) -> dict:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -31,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import datasets  # noqa: E402
+from bench.machine import machine_line  # noqa: E402
 from encoders.copies import copy_recall, make_copies, prepare_original  # noqa: E402
 from encoders.embed import Encoder, embed_tensor  # noqa: E402
 from encoders.evaluation import cluster_scores, knn_accuracy, raw_pixel_features  # noqa: E402
@@ -92,8 +91,7 @@ def main(argv=None) -> int:
         from cluster_bench import smoke_encoder
 
         runs, a.limit = {"fmnist": str(smoke_encoder(a.out.parent / "smoke-encoder"))}, a.limit or 300
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                          f"load average at start {os.getloadavg()[0]:.1f}",
+    results = {"machine": machine_line(),
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv), "encoders": runs,
                "clustering": {}, "copies": None}
     for name, run in runs.items():

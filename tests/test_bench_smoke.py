@@ -23,7 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 # imported by the scripts (browser.py also by tests/app), not run
-HELPERS = {"__init__.py", "browser.py", "duplicates_planted.py"}
+HELPERS = {"__init__.py", "browser.py", "duplicates_planted.py", "machine.py"}
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
