@@ -163,13 +163,18 @@ def test_a_shared_page_refuses_another_folder(served, two_indexes):
         assert "index=" not in page.url
 
 
+def build_command(app_index: Path, data: Path, index: Path) -> list[str]:
+    """`build_index` of `data` into `index` with the app index's encoder, as its own process."""
+    return [sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
+            str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"]
+
+
 def test_the_page_follows_an_update_made_while_it_serves(served, app_index, tmp_path):
     """`build_index --update` runs while a browser moves between pages: every page draws from one whole
     index (the old or the new), and the first page drawn after the swap shows the new one and says so."""
     data, index = tmp_path / "data", tmp_path / "index"
     shutil.copytree(data_root(app_index), data)
-    build = [sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
-             str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"]
+    build = build_command(app_index, data, index)
     subprocess.run(build, check=True, capture_output=True)
     with served_app(index) as url:  # the module's browser: one Playwright per thread
         page = open_page(served[1], url)
@@ -213,9 +218,7 @@ def test_heic_and_avif_photos_are_indexed_and_found_by_a_dropped_copy(served, ap
     draw_shape_image("ellipse", rng).resize((64, 64)).save(data / "IMG_0001.heic", format="HEIF", quality=90)
     draw_shape_image("cross", rng).resize((64, 64)).save(data / "IMG_0002.avif", format="AVIF", quality=90)
     assert Image.open(data / "IMG_0001.heic").format == "HEIF"
-    subprocess.run([sys.executable, "-m", "pipelines.build_index", "--data", str(data), "--encoder",
-                    str(app_index.parent / "run"), "--out", str(index), "--workers", "0", "--no-progress"],
-                   check=True, capture_output=True)
+    subprocess.run(build_command(app_index, data, index), check=True, capture_output=True)
     paths = [item["path"] for item in json.loads((index / "manifest.json").read_text())["items"]]
     assert {"IMG_0001.heic", "IMG_0002.avif"} <= set(paths)
     with served_app(index) as url:  # the module's browser: one Playwright per thread
