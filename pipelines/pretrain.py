@@ -208,6 +208,21 @@ def clear_old_run(run_dir: Path) -> None:
     (run_dir / ENCODER_FILE).unlink(missing_ok=True)
 
 
+def start_from(cfg: PretrainConfig, run_dir: Path, ckpt: dict | None, model, optimizer, proc) -> None:
+    """The weights and run folder a run starts from: a resumed run its checkpoint's (metrics past its
+    step dropped); a new one the weights of --init-from, if given, or its own initialisation, in a
+    folder cleared of an older run's files."""
+    if ckpt is not None:
+        restore(run_dir, ckpt, model, optimizer)
+        if proc.is_main:
+            trim_metrics(run_dir, ckpt["step"])
+        return
+    if cfg.init_from:
+        warm_start(model, Path(cfg.init_from), proc.device)
+    if proc.is_main:
+        clear_old_run(run_dir)
+
+
 def run(cfg: PretrainConfig) -> dict:
     """Train, save RUN_DIR; returns the summary. Raises ValueError (bad input, a checkpoint
     that does not fit) and TrainingDiverged (non-finite loss)."""
@@ -227,14 +242,7 @@ def run(cfg: PretrainConfig) -> dict:
     start_step = ckpt["step"] if ckpt else 0
     planned = ckpt["total_steps"] if ckpt else int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
     schedule = Schedule(base_lr, max(planned or 0, 10), cfg.warmup_epochs, spe)  # refitted below
-    if ckpt is not None:
-        restore(run_dir, ckpt, model, optimizer)
-    elif cfg.init_from:
-        warm_start(model, Path(cfg.init_from), proc.device)
-    if proc.is_main and ckpt is not None:
-        trim_metrics(run_dir, start_step)
-    elif proc.is_main:
-        clear_old_run(run_dir)
+    start_from(cfg, run_dir, ckpt, model, optimizer, proc)
     enc_cfg = encoder_config(cfg, model.backbone.feat_dim)
     trained = Encoder(model.backbone, replace(enc_cfg, whiten=False, readout="avg"))  # what the method's head sees
     trainer = Trainer(model, optimizer, images, proc.device,
