@@ -118,7 +118,7 @@ def test_viewer_from_a_cluster_and_a_mosaic_tile_searches_on_the_search_page(ser
     dialog.wait_for(state="visible")
     full = str(data_root(app_index) / path)
     dialog.locator("code", has_text=full).wait_for(state="visible")  # the full path
-    assert "40 × 40 pixels" in dialog.inner_text()
+    dialog.get_by_text("40 × 40 pixels").wait_for(state="visible")  # the facts come after the path
     dialog.get_by_role("button", name="Copy path").click()
     dialog.get_by_role("button", name="Copied").wait_for(state="visible")
     assert page.evaluate("navigator.clipboard.readText()") == full

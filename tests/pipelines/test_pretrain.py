@@ -130,17 +130,23 @@ def scheduled_lrs(recs: list[dict], base: float, steps_per_epoch: int) -> list[f
 
 
 def test_a_run_that_falls_behind_its_budget_still_finishes_its_schedule(shape_folder, tmp_path, monkeypatch):
-    """From step 10 each step takes 0.25 s longer than the steps timed at the start: the
-    schedule is refitted (ends earlier), and the run reaches its new end, lr near 0, by the
+    """The run's clock advances only when a step runs: 0.1 s a step, 0.35 s from step 10 on, so the
+    steps timed at the start (0..9) promise more than the run gets, whatever the machine's load.
+    The schedule is refitted (ends earlier), and the run reaches its new end, lr near 0, by the
     deadline, instead of being cut off mid-cosine."""
+    from types import SimpleNamespace
+
     from pipelines import train_loop
     real_step = train_loop.Trainer.step
+    now = [0.0]
 
     def slow_step(self, step):
-        if step >= 10:
-            time.sleep(0.25)
+        now[0] += 0.1 if step < 10 else 0.35
         return real_step(self, step)
+    clock = SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
     monkeypatch.setattr(train_loop.Trainer, "step", slow_step)
+    monkeypatch.setattr(train_loop, "time", clock)
+    monkeypatch.setattr(pretrain, "time", clock)
     out = tmp_path / "run"
     recs = run_pretrain(shape_folder, out, "--minutes", "0.25", "--lr", "0.1", "--whiten", "false")
     summary = json.loads((out / "summary.json").read_text())
