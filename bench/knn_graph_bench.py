@@ -1,4 +1,5 @@
-"""The k-NN graph of the clusterer at 60k: exact search against IVF indexes (time, recall of the 15
+"""The k-NN graph of the clusterer at 60k: exact search, the probed lists the clusterer uses beyond
+index.graph.EXACT_MAX (index.graph.probed_knn) and faiss's IVF index (time, recall of the 15
 neighbours), and the default clusterer on each graph (time, automatic K, NMI against the labels).
 
     python bench/knn_graph_bench.py --fmnist-encoder RUN_A      # -> bench/results/knn_graph_bench.json
@@ -25,11 +26,23 @@ from encoders.embed import embed_tensor  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
-from index.faiss_index import recall_at_k  # noqa: E402
-from index.graph import Neighbours, _drop_self, knn_graph  # noqa: E402
+from index.faiss_index import as_vectors, recall_at_k  # noqa: E402
+from index.graph import Neighbours, _drop_self, probed_knn  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
 
 K = 15  # neighbours, as ClusterSettings.neighbours
+
+
+def exact_graph(x: np.ndarray) -> Neighbours:
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    sims, ids = index.search(x, K + 1)  # (M, K + 1)
+    return Neighbours(*_drop_self(ids, sims, K))
+
+
+def probed_graph(x: np.ndarray, probes: int) -> Neighbours:
+    sims, ids = probed_knn(x, K + 1, probes=probes)  # (M, K + 1)
+    return Neighbours(*_drop_self(ids, sims, K))
 
 
 def ivf_graph(x: np.ndarray, nlist: int, nprobe: int, train_per_list: int) -> Neighbours:
@@ -51,13 +64,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     encoder = load_encoder(a.fmnist_encoder, torch.device("cpu"))
     images, labels = load_fashion_mnist("train")
-    x = embed_tensor(encoder, arrays_to_images(images, encoder.cfg.image_size))
+    x = as_vectors(embed_tensor(encoder, arrays_to_images(images, encoder.cfg.image_size)))
     if a.limit:
         x, labels = x[:a.limit], labels[:a.limit]
     root = int(np.sqrt(len(x)))
-    graphs = {"exact": lambda: knn_graph(x, K),  # nlist ~ sqrt(M) and 2 sqrt(M), as faiss's guidelines
-              f"ivf nlist {root} nprobe 8": lambda: ivf_graph(x, root, 8, 64),
-              f"ivf nlist {2 * root} nprobe 16": lambda: ivf_graph(x, 2 * root, 16, 32)}
+    graphs = {"exact": lambda: exact_graph(x),
+              f"probed lists, 8 of {root} (default)": lambda: probed_graph(x, 8),
+              f"probed lists, 16 of {root}": lambda: probed_graph(x, 16),
+              f"faiss ivf nlist {root} nprobe 8": lambda: ivf_graph(x, root, 8, 64)}  # nlist ~ sqrt(M)
     rows, exact = {}, None
     for name, make in graphs.items():
         t0 = time.perf_counter()

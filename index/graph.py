@@ -1,7 +1,7 @@
 """Groups of a collection from its nearest-neighbour graph: Leiden communities, merged into a hierarchy.
 
     knn_graph(x (M, D), k)             -> Neighbours: ids (M, k) and cosine sims (M, k), self excluded
-    leiden(graph, resolution, seed, runs) -> int64 (M,) community of every row (leidenalg, RB configuration;
+    leiden(graph, resolution, seed, runs) -> int64 (M,) community of every row (igraph's Leiden, modularity;
                                          best of `runs` runs)
     merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
     Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
@@ -22,6 +22,8 @@ C communities.
 """
 from __future__ import annotations
 
+import random
+import threading
 from dataclasses import dataclass
 
 import faiss
@@ -30,7 +32,11 @@ from scipy import sparse
 
 from index.faiss_index import as_vectors
 
-EXACT_MAX = 200_000  # exact k-NN up to here (M^2 D multiply-adds; timings: bench/results/cluster_bench_scale.json)
+EXACT_MAX = 20_000  # CPU: exact k-NN up to here (M^2 D multiply-adds), probed lists beyond
+#                     (time and recall of both: bench/results/knn_graph_bench.json)
+EXACT_MAX_GPU = 200_000  # the same with faiss-gpu
+PROBES = 8  # lists each row searches beyond EXACT_MAX
+_IGRAPH_RNG = threading.Lock()  # held while leiden() seeds igraph's process-wide random generator
 
 
 @dataclass(frozen=True)
@@ -67,26 +73,69 @@ class Neighbours:
 
 
 def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
-    """The k nearest neighbours of every row by cosine (exact, faiss, on the GPUs when faiss-gpu sees
-    any; an IVF index beyond EXACT_MAX). Leiden and the merges always run on the CPU."""
+    """The k nearest neighbours of every row by cosine: exact (faiss; on the GPUs when faiss-gpu sees
+    any, up to EXACT_MAX_GPU rows), or beyond EXACT_MAX rows on the CPU from the probed lists of
+    `probed_knn`. Leiden and the merges always run on the CPU."""
     x = as_vectors(x)
     m = len(x)
     if m < 2:
         raise ValueError(f"a neighbour graph needs at least 2 images, have {m}")
     k = min(k, m - 1)
-    if m <= EXACT_MAX:
-        index = faiss.IndexFlatIP(x.shape[1])
+    gpu = faiss.get_num_gpus() > 0
+    if m > (EXACT_MAX_GPU if gpu else EXACT_MAX):
+        sims, ids = probed_knn(x, k + 1, seed)
     else:
-        nlist = int(4 * np.sqrt(m))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(x.shape[1]), x.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        index.train(x[np.random.default_rng(seed).choice(m, min(m, 64 * nlist), replace=False)])
-        index.nprobe = 16
-    if faiss.get_num_gpus() > 0 and m <= EXACT_MAX:  # faiss-gpu: the exact scan on all GPUs
-        index = faiss.index_cpu_to_all_gpus(index)
-    index.add(x)
-    sims, ids = index.search(x, k + 1)  # (M, k + 1), usually self first
+        index = faiss.IndexFlatIP(x.shape[1])
+        if gpu:  # faiss-gpu: the exact scan on all GPUs
+            index = faiss.index_cpu_to_all_gpus(index)
+        index.add(x)
+        sims, ids = index.search(x, k + 1)  # (M, k + 1), usually self first
     return Neighbours(*_drop_self(ids, sims, k))
+
+
+def probed_knn(x: np.ndarray, k: int, seed: int = 0, probes: int = PROBES) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate k nearest neighbours of every row of unit float32 (M, D) x among the rows themselves
+    (self included) -> sims float32 (M, k), ids int64 (M, k), nearest first. The rows are split into
+    ~sqrt(M) lists by spherical K-means (faiss, 10 iterations on 32 rows a list); each row searches
+    the lists of its `probes` nearest centroids. faiss's IndexIVFFlat does the same query by query,
+    reading every probed list once per query; here each list meets all the rows that probe it in
+    one matrix product, at BLAS speed (time and recall against the exact graph:
+    bench/results/knn_graph_bench.json)."""
+    m, d = x.shape
+    nlist = max(1, int(np.sqrt(m)))
+    probes = min(probes, nlist)
+    km = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, verbose=False, min_points_per_centroid=1)
+    km.train(x[np.random.default_rng(seed).choice(m, min(m, 32 * nlist), replace=False)])
+    _, probe = km.index.search(x, probes)  # (M, probes): the lists each row searches, its own list first
+    home = probe[:, 0]
+    by_list = np.argsort(home, kind="stable")  # rows grouped by their own list
+    list_start = np.searchsorted(home[by_list], np.arange(nlist + 1))
+    asks = np.argsort(probe.ravel(), kind="stable")  # (row, probe) pairs grouped by the list probed
+    ask_start = np.searchsorted(probe.ravel()[asks], np.arange(nlist + 1))
+    best_s = np.full((m, probes, k), -np.inf, np.float32)  # per row and probed list, its k best there
+    best_i = np.full((m, probes, k), -1, np.int64)
+    for j in range(nlist):
+        rows = by_list[list_start[j]:list_start[j + 1]]
+        ask = asks[ask_start[j]:ask_start[j + 1]]
+        if len(rows) == 0 or len(ask) == 0:
+            continue
+        q, slot = ask // probes, ask % probes
+        sims = x[q] @ x[rows].T  # (nq, n_j)
+        kk = min(k, len(rows))
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk] if kk < len(rows) else \
+            np.broadcast_to(np.arange(kk), (len(q), kk))  # (nq, kk)
+        best_s[q, slot, :kk] = np.take_along_axis(sims, top, 1)
+        best_i[q, slot, :kk] = rows[top]
+    best_s, best_i = best_s.reshape(m, -1), best_i.reshape(m, -1)  # (M, probes k)
+    top = np.argpartition(-best_s, k - 1, axis=1)[:, :k]  # (M, k)
+    sims, ids = np.take_along_axis(best_s, top, 1), np.take_along_axis(best_i, top, 1)
+    short = np.flatnonzero(ids.min(1) < 0)  # rows whose probed lists hold fewer than k rows: search all
+    if len(short):
+        flat = faiss.IndexFlatIP(d)
+        flat.add(x)
+        sims[short], ids[short] = flat.search(x[short], k)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
 
 
 def _drop_self(ids: np.ndarray, sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,19 +177,25 @@ def spectral_embedding(affinity: sparse.csr_matrix, dims: int) -> np.ndarray:
 
 
 def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0, runs: int = 1) -> np.ndarray:
-    """Leiden communities maximising the RB-configuration quality (modularity at resolution 1); with
-    `runs` > 1, the best of that many runs (seeds seed, seed + 1, ...): Leiden is randomised, and the
-    number of communities one run finds varies by a few (docs/clustering.md, "Automatic K")."""
+    """Leiden communities maximising modularity at `resolution` (1 = Newman's modularity; igraph's C
+    implementation, 2 iterations); with `runs` > 1, the best of that many runs (seeds seed, seed + 1,
+    ...): Leiden is randomised, and the number of communities one run finds varies by a few
+    (docs/clustering.md, "Automatic K")."""
     import igraph as ig
-    import leidenalg
 
     upper = sparse.triu(adjacency, k=1).tocoo()
     g = ig.Graph(n=adjacency.shape[0], edges=np.column_stack([upper.row, upper.col]), directed=False)
-    weights = upper.data.tolist()
-    parts = [leidenalg.find_partition(g, leidenalg.RBConfigurationVertexPartition, weights=weights,
-                                      resolution_parameter=resolution, seed=seed + r, n_iterations=2)
-             for r in range(runs)]
-    best = max(parts, key=lambda part: part.quality())  # first of equals: the lowest seed
+    g.es["weight"] = upper.data
+    parts = []
+    with _IGRAPH_RNG:  # igraph draws from one process-wide generator: seed it for exactly these runs
+        try:
+            for r in range(runs):
+                ig.set_random_number_generator(random.Random(seed + r))
+                parts.append(g.community_leiden(objective_function="modularity", weights="weight",
+                                                resolution=resolution, n_iterations=2))
+        finally:
+            ig.set_random_number_generator(random)
+    best = max(parts, key=lambda part: part.quality)  # first of equals: the lowest seed
     return np.asarray(best.membership, dtype=np.int64)
 
 

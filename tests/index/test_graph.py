@@ -14,6 +14,7 @@ from index.graph import (
     merge_tree,
     modularity,
     normalized_cut,
+    probed_knn,
     renumber_by_size,
     spectral_embedding,
 )
@@ -29,6 +30,58 @@ def test_knn_graph_matches_brute_force_and_excludes_self():
     assert (g.ids != np.arange(300)[:, None]).all()
     np.testing.assert_allclose(g.sims, np.take_along_axis(sims, want, 1), atol=1e-5)
     assert (np.sort(g.ids, 1) == np.sort(want, 1)).mean() > 0.99  # ties at float precision may swap
+
+
+def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    sims = x @ x.T  # (M, M), self included
+    ids = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, ids, 1), ids
+
+
+def test_probed_lists_searching_every_list_are_brute_force():
+    from index.faiss_index import as_vectors
+
+    x = as_vectors(clustered(900, 16, 6, spread=1.5, seed=3)[0])  # 30 lists
+    sims, ids = probed_knn(x, 9, probes=30)
+    want_s, want_i = brute_force(x, 9)
+    np.testing.assert_allclose(sims, want_s, atol=1e-5)
+    assert (np.sort(ids, 1) == np.sort(want_i, 1)).mean() > 0.99  # ties at float precision may swap
+    np.testing.assert_allclose(np.einsum("md,mkd->mk", x, x[ids]), sims, atol=1e-5)  # each sim is its pair's
+
+
+def test_probed_lists_find_most_neighbours_and_every_row_itself():
+    from index.faiss_index import as_vectors
+
+    x = as_vectors(clustered(2500, 32, 10, spread=1.5, seed=4)[0])  # 50 lists, 8 searched
+    sims, ids = probed_knn(x, 11, seed=1)
+    want = brute_force(x, 11)[1]
+    recall = np.mean([len(set(a) & set(b)) / 11 for a, b in zip(ids, want)])
+    assert recall > 0.9, recall
+    assert (ids[:, 0] == np.arange(len(x))).mean() > 0.99 and (ids >= 0).all()
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # nearest first
+    np.testing.assert_array_equal(ids, probed_knn(x, 11, seed=1)[1])  # seeded
+
+
+def test_probed_lists_too_small_for_k_fall_back_to_searching_all():
+    from index.faiss_index import as_vectors
+
+    x = as_vectors(clustered(400, 8, 20, spread=0.05, seed=5)[0])  # 20 tight groups of 20: lists hold ~20
+    sims, ids = probed_knn(x, 60, probes=1)  # one list cannot hold 60
+    want_s, _ = brute_force(x, 60)
+    np.testing.assert_allclose(sims, want_s, atol=1e-5)
+
+
+def test_knn_graph_beyond_exact_max_uses_the_probed_lists(monkeypatch):
+    import index.graph as graph
+
+    x, _ = clustered(600, 16, 4, spread=1.0, seed=1)
+    monkeypatch.setattr(graph, "EXACT_MAX", 100)
+    g = knn_graph(x, 7)
+    want = knn_graph(x[:90], 7)  # below the threshold: exact
+    assert (g.ids != np.arange(600)[:, None]).all() and g.ids.shape == (600, 7)
+    exact = brute_force(graph.as_vectors(x), 8)[1][:, 1:]
+    assert np.mean([len(set(a) & set(b)) / 7 for a, b in zip(g.ids, exact)]) > 0.9
+    assert want.ids.shape == (90, 7)
 
 
 def test_knn_graph_keeps_exact_copies_as_neighbours():
@@ -129,6 +182,26 @@ def test_leiden_best_of_runs_keeps_the_highest_modularity_of_single_runs():
     best = leiden(a, 1.0, seed=5, runs=4)
     assert q(best) == pytest.approx(max(q(s) for s in singles))
     np.testing.assert_array_equal(best, singles[int(np.argmax([q(s) for s in singles]))])
+
+
+def test_leiden_seeds_hold_across_threads_and_leave_pythons_random_alone():
+    """igraph draws from one process-wide generator: runs in two threads at once give what they give
+    alone, and the caller's `random` stream is not consumed."""
+    import random
+    from concurrent.futures import ThreadPoolExecutor
+
+    x, _ = clustered(800, 16, 12, spread=3.0, seed=9)
+    a = knn_graph(x, 10).adjacency()
+    alone = [leiden(a, 1.0, seed=s) for s in range(6)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda s: leiden(a, 1.0, seed=s), range(6)))
+    for want, got in zip(alone, together):
+        np.testing.assert_array_equal(want, got)
+    random.seed(4)
+    want = random.random()
+    random.seed(4)
+    leiden(a, 1.0, seed=0, runs=2)
+    assert random.random() == want
 
 
 def test_self_tuning_weights_and_thinning_against_a_loop():
