@@ -27,16 +27,14 @@ from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 from index.faiss_index import as_vectors, recall_at_k  # noqa: E402
-from index.graph import Neighbours, _drop_self, probed_knn  # noqa: E402
+from index.graph import Neighbours, _drop_self, exact_knn, probed_knn  # noqa: E402
 from pipelines.evaluate import arrays_to_images  # noqa: E402
 
 K = 15  # neighbours, as ClusterSettings.neighbours
 
 
 def exact_graph(x: np.ndarray) -> Neighbours:
-    index = faiss.IndexFlatIP(x.shape[1])
-    index.add(x)
-    sims, ids = index.search(x, K + 1)  # (M, K + 1)
+    sims, ids = exact_knn(x, x, K + 1)  # (M, K + 1)
     return Neighbours(*_drop_self(ids, sims, K))
 
 

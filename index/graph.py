@@ -1,6 +1,7 @@
 """Groups of a collection from its nearest-neighbour graph: Leiden communities, merged into a hierarchy.
 
     knn_graph(x (M, D), k)             -> Neighbours: ids (M, k) and cosine sims (M, k), self excluded
+    exact_knn(queries, x, k) / probed_knn(x, k) -> (sims, ids): a full scan / the probed lists beyond EXACT_MAX
     leiden(graph, resolution, seed, runs) -> int64 (M,) community of every row (igraph's Leiden, modularity;
                                          best of `runs` runs)
     merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
@@ -81,16 +82,21 @@ def knn_graph(x: np.ndarray, k: int = 15, seed: int = 0) -> Neighbours:
     if m < 2:
         raise ValueError(f"a neighbour graph needs at least 2 images, have {m}")
     k = min(k, m - 1)
-    gpu = faiss.get_num_gpus() > 0
-    if m > (EXACT_MAX_GPU if gpu else EXACT_MAX):
+    if m > (EXACT_MAX_GPU if faiss.get_num_gpus() > 0 else EXACT_MAX):
         sims, ids = probed_knn(x, k + 1, seed)
     else:
-        index = faiss.IndexFlatIP(x.shape[1])
-        if gpu:  # faiss-gpu: the exact scan on all GPUs
-            index = faiss.index_cpu_to_all_gpus(index)
-        index.add(x)
-        sims, ids = index.search(x, k + 1)  # (M, k + 1), usually self first
+        sims, ids = exact_knn(x, x, k + 1)  # (M, k + 1), usually self first
     return Neighbours(*_drop_self(ids, sims, k))
+
+
+def exact_knn(queries: np.ndarray, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of unit (M, D) x of highest inner product with each of the (Q, D) queries, by a full
+    faiss scan (on all GPUs when faiss-gpu sees any) -> sims float32 (Q, k), ids int64 (Q, k)."""
+    index = faiss.IndexFlatIP(x.shape[1])
+    if faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(x)
+    return index.search(queries, k)
 
 
 def probed_knn(x: np.ndarray, k: int, seed: int = 0, probes: int = PROBES) -> tuple[np.ndarray, np.ndarray]:
@@ -131,9 +137,7 @@ def probed_knn(x: np.ndarray, k: int, seed: int = 0, probes: int = PROBES) -> tu
     sims, ids = np.take_along_axis(best_s, top, 1), np.take_along_axis(best_i, top, 1)
     short = np.flatnonzero(ids.min(1) < 0)  # rows whose probed lists hold fewer than k rows: search all
     if len(short):
-        flat = faiss.IndexFlatIP(d)
-        flat.add(x)
-        sims[short], ids[short] = flat.search(x[short], k)
+        sims[short], ids[short] = exact_knn(x[short], x, k)
     order = np.argsort(-sims, axis=1, kind="stable")
     return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
 

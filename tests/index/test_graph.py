@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+from index.faiss_index import as_vectors, recall_at_k
 from index.graph import (
     Hierarchy,
     community_weights,
@@ -39,8 +40,6 @@ def brute_force(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_probed_lists_searching_every_list_are_brute_force():
-    from index.faiss_index import as_vectors
-
     x = as_vectors(clustered(900, 16, 6, spread=1.5, seed=3)[0])  # 30 lists
     sims, ids = probed_knn(x, 9, probes=30)
     want_s, want_i = brute_force(x, 9)
@@ -50,12 +49,10 @@ def test_probed_lists_searching_every_list_are_brute_force():
 
 
 def test_probed_lists_find_most_neighbours_and_every_row_itself():
-    from index.faiss_index import as_vectors
-
     x = as_vectors(clustered(2500, 32, 10, spread=1.5, seed=4)[0])  # 50 lists, 8 searched
     sims, ids = probed_knn(x, 11, seed=1)
     want = brute_force(x, 11)[1]
-    recall = np.mean([len(set(a) & set(b)) / 11 for a, b in zip(ids, want)])
+    recall = recall_at_k(ids, want)
     assert recall > 0.9, recall
     assert (ids[:, 0] == np.arange(len(x))).mean() > 0.99 and (ids >= 0).all()
     assert (np.diff(sims, axis=1) <= 1e-6).all()  # nearest first
@@ -63,8 +60,6 @@ def test_probed_lists_find_most_neighbours_and_every_row_itself():
 
 
 def test_probed_lists_too_small_for_k_fall_back_to_searching_all():
-    from index.faiss_index import as_vectors
-
     x = as_vectors(clustered(400, 8, 20, spread=0.05, seed=5)[0])  # 20 tight groups of 20: lists hold ~20
     sims, ids = probed_knn(x, 60, probes=1)  # one list cannot hold 60
     want_s, _ = brute_force(x, 60)
@@ -76,12 +71,14 @@ def test_knn_graph_beyond_exact_max_uses_the_probed_lists(monkeypatch):
 
     x, _ = clustered(600, 16, 4, spread=1.0, seed=1)
     monkeypatch.setattr(graph, "EXACT_MAX", 100)
+    calls = []
+    monkeypatch.setattr(graph, "probed_knn", lambda x, *a, **kw: calls.append(len(x)) or probed_knn(x, *a, **kw))
     g = knn_graph(x, 7)
-    want = knn_graph(x[:90], 7)  # below the threshold: exact
     assert (g.ids != np.arange(600)[:, None]).all() and g.ids.shape == (600, 7)
-    exact = brute_force(graph.as_vectors(x), 8)[1][:, 1:]
-    assert np.mean([len(set(a) & set(b)) / 7 for a, b in zip(g.ids, exact)]) > 0.9
-    assert want.ids.shape == (90, 7)
+    assert recall_at_k(g.ids, brute_force(as_vectors(x), 8)[1][:, 1:]) > 0.9
+    below = knn_graph(x[:90], 7)  # below the threshold: exact
+    np.testing.assert_allclose(below.sims, brute_force(as_vectors(x[:90]), 8)[0][:, 1:], atol=1e-5)
+    assert calls == [600]
 
 
 def test_knn_graph_keeps_exact_copies_as_neighbours():
