@@ -160,17 +160,16 @@ def main(argv=None) -> int:
     collections = {}
     if a.fmnist_encoder and not a.scale_only:
         collections["fmnist"] = fmnist_collection(a.fmnist_encoder, a.limit)
-    if a.mixed_encoder:
-        collections["mixed"] = folder_collection(a.mixed_encoder, a.limit)
-    if a.mnist_encoder:
-        collections["mnist-5k"] = folder_collection(a.mnist_encoder, a.limit, "mnist-5k")
-    folders = dict(f.split("=", 1) for f in a.folder)
+    if any("=" not in f for f in a.folder):
+        p.error("--folder takes NAME=RUN, e.g. mnist-8px=runs/d8")
+    folders = {name: run for name, run in (("mixed", a.mixed_encoder), ("mnist-5k", a.mnist_encoder)) if run}
+    folders.update(f.split("=", 1) for f in a.folder)
     for name, run in folders.items():
         collections[name] = folder_collection(Path(run), a.limit, name)
     results = {"machine": machine_line(),
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
                "encoders": {"fmnist": str(a.fmnist_encoder), "mixed": str(a.mixed_encoder),
-                            "mnist-5k": str(a.mnist_encoder), **folders},
+                            "mnist-5k": str(a.mnist_encoder), **{n: str(r) for n, r in folders.items()}},
                "anchors": ANCHORS, "quality": quality(collections, a.algorithms)}
     if a.scale and a.fmnist_encoder:
         results["scale"] = scale(a.fmnist_encoder, a.scale)

