@@ -1,7 +1,14 @@
 """Shared fixtures: small generated image folders (no binaries are committed)."""
 from __future__ import annotations
 
+import os
 import sys
+
+# Under pytest-xdist (`make test` runs `-n auto`) each worker gets its share of the cores, set
+# before numpy, torch or faiss start their thread pools: workers x threads = cores, not cores^2.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 from pathlib import Path
 
 import numpy as np

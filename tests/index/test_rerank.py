@@ -21,6 +21,20 @@ def data():
     return xb, xq, ids
 
 
+@pytest.fixture(scope="module")
+def built(data):
+    """key -> that index built on `data`, once per module (training OPQ takes most of a minute)."""
+    xb, _, ids = data
+    cache = {}
+
+    def get(key):
+        if key not in cache:
+            cache[key] = build_index(xb, ids, key)
+        return cache[key]
+
+    return get
+
+
 def test_row_map_inverts_ids():
     ids = np.array([40, 7, 19, 3], np.int64)
     assert RowMap(ids).rows(np.array([[3, 40], [-1, 8]])).tolist() == [[3, 0], [-1, -1]]
@@ -41,10 +55,10 @@ def test_reranked_results_equal_exact_search_on_the_candidates(data):
 
 
 @pytest.mark.parametrize("key", KEYS)
-def test_each_compressed_key_with_reranking_reaches_recall_095(data, key):
+def test_each_compressed_key_with_reranking_reaches_recall_095(data, built, key):
     xb, xq, ids = data
     assert is_compressed(key) and default_search_params(key)["rerank"] == RERANK_DEFAULT
-    index = build_index(xb, ids, key)
+    index = built(key)
     _, rows = exact_search(xb, xq, 10)
     _, I0 = search(index, xq, 10)
     D, I = search_reranked(index, xq, 10, xb, RowMap(ids), RERANK_DEFAULT)
@@ -84,13 +98,13 @@ def test_planted_near_duplicates_are_found_through_a_compressed_index():
         np.testing.assert_allclose([p[2] for p in g["pairs"]], [p[2] for p in h["pairs"]], atol=1e-5)
 
 
-def test_compressed_index_folder_loads_embeddings_memory_mapped_and_answers_exactly(tmp_path, data):
+def test_compressed_index_folder_loads_embeddings_memory_mapped_and_answers_exactly(tmp_path, data, built):
     xb, xq, ids = data
     key = "OPQ16,IVF64,PQ16"
     items = [Item(f"img{i:05d}.png", 1, 0, f"h{i}", int(i)) for i in ids]
     m = Manifest(index_key=key, dim=64, count=len(xb), data_root=str(tmp_path), encoder={"path": "e", "sha256": "s"},
                  items=items, search_params=default_search_params(key))
-    write_index_dir(tmp_path / "idx", m, ids, index=build_index(xb, ids, key), embeddings=xb)
+    write_index_dir(tmp_path / "idx", m, ids, index=built(key), embeddings=xb)
     loaded = load_index(tmp_path / "idx")
     assert isinstance(loaded.embeddings, np.memmap) or not loaded.embeddings.flags.owndata
     D_ref, rows = exact_search(xb, xq[:20], 5)
