@@ -1,5 +1,7 @@
 """Compressed indexes with exact re-ranking: against exact search on the candidates, brute-force recall,
 the auto choice under a small budget, near duplicates through a compressed index, memory-mapped loading."""
+import functools
+
 import numpy as np
 import pytest
 
@@ -25,14 +27,7 @@ def data():
 def built(data):
     """key -> that index built on `data`, once per module (training OPQ takes most of a minute)."""
     xb, _, ids = data
-    cache = {}
-
-    def get(key):
-        if key not in cache:
-            cache[key] = build_index(xb, ids, key)
-        return cache[key]
-
-    return get
+    return functools.cache(lambda key: build_index(xb, ids, key))
 
 
 def test_row_map_inverts_ids():
