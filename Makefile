@@ -28,7 +28,7 @@ sysdeps:
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 DATA    ?=
 MINUTES ?=

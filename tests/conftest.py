@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import sys
 
-# Under pytest-xdist (`pytest -n auto`, docs/design.md) each worker gets its share of the cores, set
+# Under pytest-xdist (`make test`, docs/design.md) each worker gets its share of the cores, set
 # before numpy, torch or faiss start their thread pools: workers x threads = cores, not cores^2.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS",
