@@ -71,12 +71,25 @@ def folder_collection(run: Path, limit: int | None, name: str = "mixed") -> tupl
     return features(run, images[torch.from_numpy(pick)]), y[pick]
 
 
+def unsorted_scores(y: np.ndarray, labels: np.ndarray, unsorted: np.ndarray) -> dict:
+    """The share of images left unsorted, and how often an image's class is not the commonest class of
+    its group, among the unsorted and among the others: labels tell whether leaving them out was right."""
+    _, y = np.unique(y, return_inverse=True)
+    table = np.zeros((labels.max() + 1, y.max() + 1), np.int64)  # (clusters, classes)
+    np.add.at(table, (labels, y), 1)
+    wrong = table.argmax(1)[labels] != y  # (M,)
+    return {"unsorted": round(float(unsorted.mean()), 4),
+            "wrong_unsorted": round(float(wrong[unsorted].mean()), 4) if unsorted.any() else None,
+            "wrong_sorted": round(float(wrong[~unsorted].mean()), 4)}
+
+
 def score(x: np.ndarray, y: np.ndarray, k: int | None, algorithm: str) -> dict:
     t0 = time.perf_counter()
     res = cluster_collection(x, k, ClusterSettings(algorithm=algorithm, stability_runs=0))
     seconds = time.perf_counter() - t0
     return {**cluster_scores(y, res.clustering.labels), "k": res.k, "seconds": round(seconds, 2),
-            "cohesion": round(res.quality.overall_cohesion, 4)}
+            "cohesion": round(res.quality.overall_cohesion, 4),
+            **unsorted_scores(y, res.clustering.labels, res.unsorted)}
 
 
 def quality(collections: dict, algorithms: list[str]) -> dict:
@@ -88,8 +101,11 @@ def quality(collections: dict, algorithms: list[str]) -> dict:
             row = {}
             for alg in algorithms:
                 row[alg] = score(x, y, k_true, alg)
-                log.info("%s %s %s K=%d: NMI %.3f ACC %.3f ARI %.3f (%.1fs)", name, fname, alg, k_true,
-                         row[alg]["nmi"], row[alg]["acc"], row[alg]["ari"], row[alg]["seconds"])
+                log.info("%s %s %s K=%d: NMI %.3f ACC %.3f ARI %.3f (%.1fs); unsorted %.1f%% (of them %s not of "
+                         "their group's commonest class, against %.1f%% of the others)", name, fname, alg, k_true,
+                         row[alg]["nmi"], row[alg]["acc"], row[alg]["ari"], row[alg]["seconds"],
+                         100 * row[alg]["unsorted"], "-" if row[alg]["wrong_unsorted"] is None
+                         else f"{100 * row[alg]['wrong_unsorted']:.1f}%", 100 * row[alg]["wrong_sorted"])
             auto = f"{DEFAULT}, automatic K"
             row[auto] = score(x, y, None, DEFAULT)
             log.info("%s %s automatic K = %d (true %d): NMI %.3f", name, fname, row[auto]["k"], k_true,

@@ -14,6 +14,8 @@ of groups of highest modularity along the merges of the graph clusterer.
 - "best-cut" (default): both cuts of the k-NN graph below, "graph" and "spectral", and keeps the one
   of lower normalized cut (Shi & Malik) on the self-tuning graph, the quantity spectral clustering
   approximately minimises: a label-free choice between two partitions of the same graph.
+- "consensus": four cuts, "graph", "spectral", "umap-kmeans" and "umap-gmm" (one UMAP for both), and
+  keeps the one that agrees most with the other three (highest mean NMI to them): a label-free vote.
 - "spectral": spectral clustering of the k-NN graph with self-tuning edge weights
   (index/graph.py `Neighbours.self_tuning`, `spectral_embedding`), then K-means on the K eigenvectors.
 - "graph": Leiden communities of the k-NN graph merged greedily to K (index/graph.py).
@@ -23,6 +25,8 @@ of groups of highest modularity along the merges of the graph clusterer.
   Slowest (UMAP takes most of the time).
 Every clustering is reported as centroids (normalised mean of the members), labels numbered by
 decreasing size, and each image's cosine to its centroid (for "most central" lists and exports).
+Images whose group holds less than half of their k nearest neighbours (`unsorted_below`) are marked
+unsorted: they keep their nearest group in the labels, and the page lists them apart.
 Legend: M images, D embedding dim, K clusters, k neighbours.
 """
 from __future__ import annotations
@@ -44,7 +48,7 @@ log = logging.getLogger(__name__)
 
 CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
-ALGORITHMS = ("best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
+ALGORITHMS = ("best-cut", "consensus", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,13 @@ class ClusterSettings:
     seed: int = 0
     nredo: int = 5  # K-means restarts (kmeans)
     stability_runs: int = 2  # reruns (other seeds, RERUN_DROP of the links left out) for the stability score (0: skip)
+    unsorted_below: float = 0.5  # an image whose group holds less than this share of its neighbours is unsorted
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"clustering algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
         if (self.neighbours < 1 or self.nredo < 1 or self.leiden_runs < 1 or self.k_min < 1 or self.k_max < self.k_min
-                or self.resolution <= 0):
+                or self.resolution <= 0 or not 0 <= self.unsorted_below <= 1):
             raise ValueError(f"bad cluster settings: {self}")
 
 
@@ -94,6 +99,21 @@ class ClusterResult:
     quality: Quality
     settings: ClusterSettings
     made_by: str = ""  # the algorithm whose groups these are (for "best-cut": the cut it kept)
+    unsorted: np.ndarray | None = None  # bool (M,): fits no group well (see `unsorted`); None: all fit
+
+    def __post_init__(self):
+        if self.unsorted is None:
+            self.unsorted = np.zeros(len(self.clustering.labels), bool)
+
+    def sorted_members(self, j: int) -> np.ndarray:
+        """Rows of cluster j that are not unsorted, most central first."""
+        rows = members(self.clustering, j)
+        return rows[~self.unsorted[rows]]
+
+    @property
+    def sorted_sizes(self) -> np.ndarray:
+        """(K,) members of each cluster that are not unsorted."""
+        return np.bincount(self.clustering.labels[~self.unsorted], minlength=self.k)
 
 
 def train_kmeans(x: np.ndarray, k: int, **kwargs) -> faiss.Kmeans:
@@ -174,26 +194,40 @@ def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarra
     return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
 
 
-def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm") -> np.ndarray:
-    """N2D: UMAP (cosine, 10-d, min_dist 0) on the precomputed k-NN graph, then a full-covariance GMM
-    (`then="gmm"`) or K-means (`then="kmeans"`: what a user can do for free on raw pixels)."""
+def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int) -> np.ndarray:
+    """N2D's first step: UMAP (cosine, 10-d, min_dist 0) of x on its precomputed k-NN graph, (M, 10)."""
     import warnings
 
     import umap
-    from sklearn.mixture import GaussianMixture
 
     nn = graph.ids.shape[1] + 1
     ids = np.column_stack([np.arange(len(x)), graph.ids])  # (M, k + 1): umap expects self first
     dists = np.column_stack([np.zeros(len(x), np.float32), 1 - graph.sims]).clip(0)
     with warnings.catch_warnings():  # "n_jobs overridden by random_state", "no NNDescent index for transform"
         warnings.simplefilter("ignore", UserWarning)
-        u = umap.UMAP(n_components=min(10, len(x) - 2), n_neighbors=nn, min_dist=0.0, metric="cosine",
-                      random_state=seed, precomputed_knn=(ids, dists, None)).fit_transform(x)
-    if then == "kmeans":
-        from sklearn.cluster import KMeans
+        return umap.UMAP(n_components=min(10, len(x) - 2), n_neighbors=nn, min_dist=0.0, metric="cosine",
+                         random_state=seed, precomputed_knn=(ids, dists, None)).fit_transform(x)
 
+
+def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm",
+                u: np.ndarray | None = None) -> np.ndarray:
+    """N2D: the UMAP embedding `u` (made here when not given), then a full-covariance GMM (`then="gmm"`)
+    or K-means (`then="kmeans"`: what a user can do for free on raw pixels)."""
+    from sklearn.cluster import KMeans
+    from sklearn.mixture import GaussianMixture
+
+    u = umap_embedding(x, graph, seed) if u is None else u
+    if then == "kmeans":
         return KMeans(k, n_init=10, random_state=seed).fit_predict(u)
     return GaussianMixture(k, covariance_type="full", random_state=seed).fit(u).predict(u)
+
+
+def most_agreed(cuts: dict[str, np.ndarray]) -> str:
+    """The name of the cut with the highest mean NMI to the other cuts (the first such on ties)."""
+    from sklearn.metrics import normalized_mutual_info_score as nmi
+
+    agreement = {a: np.mean([nmi(la, lb) for b, lb in cuts.items() if b != a]) for a, la in cuts.items()}
+    return max(cuts, key=agreement.get)
 
 
 def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings,
@@ -206,7 +240,7 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
     if k is None:
         graph_cut, why, resolution = graph_labels(graph, None, s, seed)
         k = int(graph_cut.max()) + 1
-    if s.algorithm in ("graph", "best-cut") and graph_cut is None:
+    if s.algorithm in ("graph", "best-cut", "consensus") and graph_cut is None:
         graph_cut, _, resolution = graph_labels(graph, k, s, seed, exact_k)
     if s.algorithm == "graph":
         return graph_cut, why, replace(s, resolution=resolution)
@@ -218,6 +252,13 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
         if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
             return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
         return spectral, why, replace(s, algorithm="spectral")
+    if s.algorithm == "consensus":
+        u = umap_embedding(x, graph, seed)  # (M, 10), shared by both UMAP cuts
+        cuts = {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
+                "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
+                "umap-gmm": umap_labels(x, graph, k, seed, "gmm", u)}
+        keep = most_agreed(cuts)
+        return cuts[keep], why, replace(s, algorithm=keep, resolution=resolution)
     if s.algorithm == "kmeans":
         return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why, s
     return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-")), why, s
@@ -226,6 +267,13 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
 def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
     """(M,) share of each image's k nearest neighbours that are in its own group."""
     return (labels[graph.ids] == labels[:, None]).mean(1).astype(np.float32)
+
+
+def unsorted(share: np.ndarray, below: float) -> np.ndarray:
+    """(M,) bool: images whose own group holds less than `below` of their nearest neighbours (0.5: most
+    of their neighbours are in other groups). They keep their nearest group in the labels (exports keep
+    their format) and the page lists them apart, as fitting no group well."""
+    return share < below
 
 
 def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSettings = ClusterSettings(),
@@ -248,13 +296,14 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     k = len(c.centroids)
     if graph is None:
         return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "")
-    share = cohesion(graph, c.labels)
+    share = cohesion(graph, c.labels)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
                          exact_k=False)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
-    return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm)
+    return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm,
+                         unsorted(share, settings.unsorted_below))
 
 
 def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:
@@ -276,9 +325,14 @@ def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     if q.stability is not None:
         text += (f"; clustering again with other random seeds and a tenth of the links left out gives "
                  f"{q.stability:.2f} agreement (1 = the same groups)")
-    made = f", {res.made_by} cut kept: lower normalized cut" if res.settings.algorithm == "best-cut" and res.made_by \
-        else ""
+    kept_for = {"best-cut": "lower normalized cut", "consensus": "most agreement with the other cuts"}
+    made = f", {res.made_by} cut kept: {kept_for[res.settings.algorithm]}" \
+        if res.settings.algorithm in kept_for and res.made_by else ""
     text += f" ({res.settings.algorithm} clusterer{made})."
+    n = int(res.unsorted.sum())
+    if n:
+        text += (f" {n} photos ({n / len(res.unsorted):.0%}) fit no group well: fewer than "
+                 f"{res.settings.unsorted_below:.0%} of their most similar photos share their group (unsorted).")
     return text
 
 
@@ -296,6 +350,7 @@ def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
                     for rows in central_rows(c, top)],
         "assignments": {p: int(label) for p, label in zip(paths, c.labels)},
         "scores": {p: round(float(s), 4) for p, s in zip(paths, c.scores)},
+        "unsorted": [p for p, u in zip(paths, res.unsorted) if u],
     }
 
 
@@ -329,6 +384,8 @@ def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None =
         if not isinstance(assignments, dict) or len(assignments) != len(paths):
             return None
         labels = np.array([assignments[p] for p in paths])
+        flagged = set(d["unsorted"])  # a file without it predates unsorted images: clustered again
+        is_unsorted = np.array([p in flagged for p in paths], bool)
         per_cluster = np.asarray(q["cluster_cohesion"], np.float32)
         overall, stability = float(q["cohesion"]), q["stability_ari"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -342,4 +399,4 @@ def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None =
         return None
     made_by = d.get("made_by", "")
     return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"],
-                         made_by if isinstance(made_by, str) else "")
+                         made_by if isinstance(made_by, str) else "", is_unsorted)

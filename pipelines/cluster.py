@@ -9,10 +9,11 @@ normalized cut; without -k it keeps the number of groups the graph supports best
 modularity along the merges of its communities).
 It prints and saves label-free quality: how many of an image's neighbours share its group
 (cohesion, per group and overall) and how far reruns agree (other seeds, a tenth of the links left out;
-adjusted Rand index).
+adjusted Rand index). Images whose group holds less than half of their neighbours are listed as
+unsorted: they fit no group well (each keeps its nearest group in the assignments and exports).
 Writes INDEX_DIR/clusters.json: K and how it was chosen, the algorithm and its settings, the
-quality, the group of every image and its cosine to the group's centroid, group sizes and the
-most central images of each group. `--export` also writes a CSV (path, cluster, score);
+quality, the group of every image and its cosine to the group's centroid, group sizes, the most
+central images of each group and the unsorted images. `--export` also writes a CSV (path, cluster, score);
 `--folders` one folder per cluster of symlinks to the originals (`--copy`: copies). Nothing is
 ever written inside the indexed data folder.
 """
@@ -77,6 +78,7 @@ def run(cfg: ClusterConfig) -> dict:
 
 SETTING_HELP = {
     "algorithm": "best-cut: of the two cuts of the k-NN graph below, the one of lower normalized cut (default); "
+                 "consensus: of four cuts (graph, spectral, umap-kmeans, umap-gmm), the one most like the others; "
                  "spectral: spectral clustering of the k-NN graph; graph: its Leiden communities, merged; "
                  "kmeans: spherical K-means; umap-gmm / umap-kmeans: UMAP to 10-d, then a Gaussian mixture / K-means",
     "neighbours": "neighbours per image in the k-NN graph",
@@ -85,6 +87,8 @@ SETTING_HELP = {
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
     "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
     "stability_runs": "reruns (other seeds, a tenth of the graph's links left out) for the stability score (0: skip)",
+    "unsorted_below": "an image whose group holds less than this share of its neighbours is listed as unsorted "
+                      "(it keeps its nearest group in the assignments and exports; 0: none)",
 }
 
 

@@ -185,7 +185,20 @@ def test_cluster_bench(tiny, shootout):
         row = r["quality"][name]["features"]
         assert r["quality"][name]["classes"] == classes and set(row) == {"learned", "raw pixels", "random init"}
         assert {"graph", "kmeans", "best-cut, automatic K"} <= set(row["learned"])
+        assert all(0 <= v[key] <= 1 for v in row["learned"].values() for key in ("unsorted", "wrong_sorted"))
     assert r["scale"]["300"]["seconds"] > 0 and out.with_suffix(".png").is_file()
+
+
+def test_cluster_bench_counts_misplaced_images_among_the_unsorted_and_the_others():
+    spec = importlib.util.spec_from_file_location("cluster_bench", BENCH / "cluster_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    y = np.array([5, 5, 5, 7, 7, 7, 7])
+    groups = np.array([0, 0, 0, 0, 1, 1, 1])  # group 0's commonest class is 5: the image of class 7 in it is misplaced
+    unsorted = np.array([False, False, False, True, False, False, True])
+    assert bench.unsorted_scores(y, groups, unsorted) == {"unsorted": round(2 / 7, 4), "wrong_unsorted": 0.5,
+                                                          "wrong_sorted": 0.0}
+    assert bench.unsorted_scores(y, groups, np.zeros(7, bool))["wrong_unsorted"] is None
 
 
 def test_knn_graph_bench(tiny, shootout):

@@ -2,9 +2,10 @@
 group browsed page by page. Run by app.py's navigation."""
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
-from index.clusters import ClusterResult, central_rows, describe, members
+from index.clusters import ClusterResult, describe
 from index.exports import clusters_csv
 from ui import data, viewer
 from ui.charts import colours, sizes_chart
@@ -12,6 +13,7 @@ from ui.grid import Cell, show_grid
 
 CENTRAL = 5  # most central photos shown per cluster
 PAGE_SIZE = 24
+UNSORTED = -1  # the browse choice of the unsorted photos
 
 
 def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
@@ -31,6 +33,13 @@ def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
                    f"left out, gives {same} groups ({q.stability:.2f} of 1)")
     if res.settings.algorithm == "best-cut" and res.made_by:
         detail += f". Of the two ways to cut the links, the {res.made_by} cut leaves fewer of them cut, so it is shown"
+    if res.settings.algorithm == "consensus" and res.made_by:
+        detail += (f". Of four ways to group the photos, the {res.made_by} groups agree most with the others, "
+                   "so they are shown")
+    n = int(res.unsorted.sum())
+    if n:
+        detail += (f". {n:,} photos fit no group well (fewer than {res.settings.unsorted_below:.0%} of their most "
+                   "similar photos share their group): they are left out of the groups below and listed as Unsorted")
     return f"**{res.k} groups**, {how}.", detail + "."
 
 
@@ -46,8 +55,8 @@ def heading(j: int, size: int, cohesion: float) -> str:
 
 def central(ix: data.Ix, res: ClusterResult, paths: list[str]) -> None:
     """Each cluster's most central photos, two clusters a row, each in its own box."""
-    c, sizes = res.clustering, res.clustering.sizes
-    groups = central_rows(c, CENTRAL)
+    c, sizes = res.clustering, res.sorted_sizes
+    groups = [res.sorted_members(j)[:CENTRAL] for j in range(res.k)]
     for start in range(0, len(groups), 2):
         for j, col in zip(range(start, min(start + 2, len(groups))), st.columns(2, gap="medium")):
             with col.container(border=True, key=f"cluster-{j}"):
@@ -58,14 +67,23 @@ def central(ix: data.Ix, res: ClusterResult, paths: list[str]) -> None:
 
 
 def browse(ix: data.Ix, res: ClusterResult, paths: list[str]) -> None:
-    c, sizes = res.clustering, res.clustering.sizes
-    j = st.selectbox("Cluster", range(res.k), key="browse_cluster",
-                     format_func=lambda j: f"{j} ({sizes[j]:,} photos)")
-    rows = members(c, j).tolist()
+    c, sizes, n_unsorted = res.clustering, res.sorted_sizes, int(res.unsorted.sum())
+    j = st.selectbox("Cluster", [*range(res.k), *([UNSORTED] if n_unsorted else [])], key="browse_cluster",
+                     format_func=lambda j: f"Unsorted ({n_unsorted:,} photos)" if j == UNSORTED
+                     else f"{j} ({sizes[j]:,} photos)")
+    if j == UNSORTED:
+        rows = np.flatnonzero(res.unsorted).tolist()
+        st.caption("Photos whose most similar photos are mostly in other groups. Each still has its nearest "
+                   "group in the download: shown under the photo.")
+        cells = [Cell(f"cluster {c.labels[r]} · {c.scores[r]:.3f}") for r in rows]
+    else:
+        rows = res.sorted_members(j).tolist()
+        cells = [Cell(f"{c.scores[r]:.3f}") for r in rows]
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = st.pagination(pages, key=f"browse_page_{res.k}_{j}") if pages > 1 else 1
-    shown = rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
-    show_grid([paths[r] for r in shown], "member", data.thumbs(ix), [Cell(f"{c.scores[r]:.3f}") for r in shown])
+    start = (page - 1) * PAGE_SIZE
+    shown = rows[start: start + PAGE_SIZE]
+    show_grid([paths[r] for r in shown], "member", data.thumbs(ix), cells[start: start + PAGE_SIZE])
 
 
 def main() -> None:
@@ -80,7 +98,7 @@ def main() -> None:
                        lambda: clusters_csv(paths, c.labels, c.scores), file_name=f"clusters_k{res.k}.csv",
                        mime="text/csv", key="download_clusters", on_click="ignore")
     st.subheader("Cluster sizes")
-    st.altair_chart(sizes_chart(c.sizes), width="stretch")
+    st.altair_chart(sizes_chart(res.sorted_sizes), width="stretch")
     st.subheader("Most central photos of each cluster")
     st.caption("Score: how close a photo is to the centre of its cluster (cosine, 1 = at the centre).")
     central(ix, res, paths)

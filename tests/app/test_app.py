@@ -15,7 +15,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from encoders.imagefolder import MAX_IMAGE_PIXELS
-from tests.app.pages import PAGES, goto, grid_hits, grid_text
+from tests.app.pages import PAGES, goto, grid_hits, grid_paths, grid_text
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -53,7 +53,8 @@ def test_clusters_for_a_chosen_k_and_paging(app):
     goto(app, "Clusters")
     app.selectbox(key="k_clusters").set_value(3).run()
     assert not app.exception
-    assert len(app.selectbox(key="browse_cluster").options) == 3
+    options = app.selectbox(key="browse_cluster").options
+    assert [o.split(" (")[0] for o in options] in (["0", "1", "2"], ["0", "1", "2", "Unsorted"])
     assert sorted(cluster_sizes(app)) == [0, 1, 2]
     assert app.markdown[0].value.startswith("**3 groups**, as chosen")
 
@@ -69,12 +70,19 @@ def test_automatic_clusters_use_what_pipelines_cluster_saved(app_index, tmp_path
     app.run()
     goto(app, "Clusters")
     assert not app.exception
-    assert len(app.selectbox(key="browse_cluster").options) == 4
     assert app.markdown[0].value.startswith("**4 groups**, as set when the index was clustered")
     said = [c for c in captions(app) if "5 most similar photos are in its own group" in c]
     assert said, captions(app)
     saved = json.loads((index_dir / "clusters.json").read_text())
-    assert cluster_sizes(app) == dict(enumerate(saved["sizes"]))
+    unsorted = set(saved["unsorted"])
+    assert unsorted, "the sample's groups at K = 4 with 5 neighbours leave some photos unsorted"
+    sorted_sizes = np.bincount([j for p, j in saved["assignments"].items() if p not in unsorted], minlength=4)
+    assert cluster_sizes(app) == dict(enumerate(sorted_sizes.tolist()))  # headings count the sorted members
+    options = app.selectbox(key="browse_cluster").options
+    assert options[-1] == f"Unsorted ({len(unsorted)} photos)" and len(options) == 5
+    app.selectbox(key="browse_cluster").set_value(-1).run()
+    assert not app.exception
+    assert set(grid_paths(app, "member")) == unsorted  # all on one page (fewer than 24)
 
 
 def test_upload_of_an_indexed_image_finds_itself_first(app, app_index):

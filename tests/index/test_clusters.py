@@ -127,5 +127,37 @@ def test_saved_result_is_the_clustering_that_was_saved_and_only_for_the_same_pat
     np.testing.assert_allclose(back.clustering.scores, res.clustering.scores, atol=1e-4)
     np.testing.assert_allclose(back.quality.cohesion, res.quality.cohesion, atol=1e-4)
     assert (back.k, back.chosen_by, back.settings) == (res.k, res.chosen_by, res.settings)
+    np.testing.assert_array_equal(back.unsorted, res.unsorted)
+    assert res.unsorted.any()  # overlapping groups: the saved list was not empty
     assert saved_result(tmp_path, paths[:-1], x[:-1]) is None  # the index changed since
     assert saved_result(tmp_path, paths[:-1] + ["other.png"], x) is None
+    older = {key: v for key, v in result_json(res, paths).items() if key != "unsorted"}
+    (tmp_path / "clusters.json").write_text(json.dumps(older))
+    assert saved_result(tmp_path, paths, x) is None  # saved before unsorted images: clustered again
+
+
+def test_unsorted_images_are_those_whose_group_holds_less_than_half_of_their_neighbours():
+    x, _ = clustered(700, 16, 5, spread=1.2, seed=8)  # overlapping groups: some images between them
+    res = cluster_collection(x, 5, ClusterSettings(stability_runs=0))
+    ids, labels = knn_graph(x, 15, 0).ids, res.clustering.labels
+    want = np.zeros(len(x), bool)
+    for i in range(len(x)):  # a plain loop
+        want[i] = sum(labels[j] == labels[i] for j in ids[i]) / len(ids[i]) < 0.5
+    np.testing.assert_array_equal(res.unsorted, want)
+    assert 0 < want.sum() < len(x) / 4
+    for j in range(res.k):
+        rows = res.sorted_members(j)
+        assert set(rows) == set(np.flatnonzero((labels == j) & ~want)) and len(rows) == res.sorted_sizes[j]
+    assert not cluster_collection(x, 5, ClusterSettings(stability_runs=0, unsorted_below=0)).unsorted.any()
+
+
+def test_images_midway_between_five_groups_are_unsorted_and_no_group_member_is():
+    rng = np.random.default_rng(9)
+    labels = rng.permutation(np.arange(900) % 15)  # 15 groups of 60 around orthonormal centres
+    x = np.eye(32, dtype=np.float32)[labels] + 0.3 * rng.standard_normal((900, 32)).astype(np.float32) / np.sqrt(32)
+    midway = np.stack([np.eye(32)[5 * t: 5 * t + 5].sum(0) for t in range(3)])  # (3, D): each as near 5 centres
+    x = np.concatenate([x, midway]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    res = cluster_collection(x, 15, ClusterSettings(stability_runs=0))
+    assert adjusted_rand_score(labels, res.clustering.labels[:900]) == 1.0
+    np.testing.assert_array_equal(np.flatnonzero(res.unsorted), [900, 901, 902])

@@ -258,3 +258,36 @@ def test_best_cut_keeps_the_cut_of_lower_normalized_cut():
     labels, _, kept = labels_for(x, g, 5, s, 0)
     np.testing.assert_array_equal(labels, best)
     assert kept.algorithm == ("graph", "spectral")[min((0, 1), key=lambda i: normalized_cut(g.self_tuning(), cuts[i]))]
+
+
+def test_most_agreed_is_the_cut_of_highest_mean_nmi_to_the_others():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from index.clusters import most_agreed
+
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 4, 300)
+    cuts = {name: np.where(rng.random(300) < noise, rng.integers(0, 4, 300), truth)  # truth, relabelled at random
+            for name, noise in [("a", 0.6), ("b", 0.1), ("c", 0.3), ("d", 0.9)]}
+    mean_nmi = {}
+    for a in cuts:  # a plain loop
+        total = 0.0
+        for b in cuts:
+            if b != a:
+                total += normalized_mutual_info_score(cuts[a], cuts[b])
+        mean_nmi[a] = total / 3
+    assert most_agreed(cuts) == max(mean_nmi, key=mean_nmi.get) == "b"
+    assert most_agreed({"x": truth, "y": truth.copy()}) == "x"  # ties: the first
+
+
+def test_consensus_keeps_the_cut_that_agrees_most_with_the_other_three():
+    from index.clusters import ClusterSettings, graph_labels, labels_for, most_agreed, spectral_labels, umap_labels
+
+    x, _ = clustered(600, 16, 5, spread=1.5, seed=14)
+    g = knn_graph(x, 15)
+    s = ClusterSettings(algorithm="consensus")
+    cuts = {"graph": graph_labels(g, 5, s, 0)[0], "spectral": spectral_labels(g.self_tuning(), 5, 0),
+            "umap-kmeans": umap_labels(x, g, 5, 0, "kmeans"), "umap-gmm": umap_labels(x, g, 5, 0, "gmm")}
+    labels, _, kept = labels_for(x, g, 5, s, 0)
+    assert kept.algorithm == most_agreed(cuts)
+    np.testing.assert_array_equal(labels, cuts[kept.algorithm])

@@ -36,7 +36,7 @@ def write(out, v: dict) -> None:
     atomic_write_json(out / CLUSTERS, {
         "k": 2, "chosen_by": "test", "settings": {}, "index_build": loaded.build_id,
         "quality": {"cohesion": 1.0, "stability_ari": None, "cluster_cohesion": [1.0, 1.0]},
-        "assignments": dict(zip(v["paths"], labels.tolist()))})
+        "assignments": dict(zip(v["paths"], labels.tolist())), "unsorted": []})
 
 
 def test_readers_see_one_whole_build_while_it_is_rebuilt(tmp_path):
