@@ -11,11 +11,12 @@
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
 of groups of highest modularity along the merges of the graph clusterer.
-- "best-cut" (default): both cuts of the k-NN graph below, "graph" and "spectral", and keeps the one
-  of lower normalized cut (Shi & Malik) on the self-tuning graph, the quantity spectral clustering
-  approximately minimises: a label-free choice between two partitions of the same graph.
-- "consensus": four cuts, "graph", "spectral", "umap-kmeans" and "umap-gmm" (one UMAP for both), and
-  keeps the one that agrees most with the other three (highest mean NMI to them): a label-free vote.
+- "consensus" (default): four cuts of the same k-NN graph, "graph", "spectral", "umap-kmeans" and
+  "umap-gmm" (one UMAP for both), and keeps the one that agrees most with the other three (highest mean
+  NMI to them): a label-free vote that drops a cut gone astray. Above CONSENSUS_MAX_IMAGES it leaves
+  out the UMAP cuts (too slow there) and decides between the other two as "best-cut" does.
+- "best-cut": both graph cuts below, "graph" and "spectral", keeping the one of lower normalized cut
+  (Shi & Malik) on the self-tuning graph, the quantity spectral clustering approximately minimises.
 - "spectral": spectral clustering of the k-NN graph with self-tuning edge weights
   (index/graph.py `Neighbours.self_tuning`, `spectral_embedding`), then K-means on the K eigenvectors.
 - "graph": Leiden communities of the k-NN graph merged greedily to K (index/graph.py).
@@ -31,8 +32,10 @@ Legend: M images, D embedding dim, K clusters, k neighbours.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -40,6 +43,7 @@ import faiss
 import numpy as np
 from scipy import sparse
 
+from encoders.files import atomic_write_bytes
 from index.faiss_index import as_vectors
 from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
 from index.store import CLUSTERS_FILE
@@ -48,12 +52,15 @@ log = logging.getLogger(__name__)
 
 CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
-ALGORITHMS = ("best-cut", "consensus", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
+CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
+UMAP_MEMO_SIZE = 6  # UMAP embeddings kept (a clustering and its two stability reruns, for two collections)
+_UMAP_MEMO: dict[str, np.ndarray] = {}  # digest of (x, graph, seed) -> (M, 10), oldest first
+ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    algorithm: str = "best-cut"
+    algorithm: str = "consensus"
     neighbours: int = 15  # k of the k-NN graph (spectral, graph, umap-*, automatic K, cohesion)
     resolution: float = 1.0  # Leiden resolution: 1 = modularity
     leiden_runs: int = 3  # Leiden runs (seeds seed..seed+2); the communities of highest modularity are kept
@@ -194,29 +201,58 @@ def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarra
     return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
 
 
-def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int) -> np.ndarray:
-    """N2D's first step: UMAP (cosine, 10-d, min_dist 0) of x on its precomputed k-NN graph, (M, 10)."""
+def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int, store: str | os.PathLike | None = None) -> np.ndarray:
+    """N2D's first step: UMAP (cosine, 10-d, min_dist 0) of x on its precomputed k-NN graph, (M, 10).
+    UMAP reads whole neighbour lists: the links a thinned graph leaves out still count, so the stability
+    reruns of a UMAP cut differ from it by their seed. It does not depend on K, so the last few are
+    kept in memory, and in `store` (an index folder) as umap_<digest of x, graph and seed>.npy: another
+    K, or the page after `pipelines.cluster`, reuses them."""
+    import hashlib
     import warnings
 
     import umap
 
+    key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (x, graph.ids, graph.sims))
+                          + str(seed).encode(), digest_size=16).hexdigest()
+    path = Path(store) / f"umap_{key}.npy" if store is not None else None
+    if key not in _UMAP_MEMO and path is not None and path.is_file():
+        try:
+            u = np.load(path, allow_pickle=False)
+            if u.shape == (len(x), min(10, len(x) - 2)) and u.dtype == np.float32:
+                _UMAP_MEMO[key] = u
+        except (OSError, ValueError):
+            pass  # unreadable: made again below
+    if key in _UMAP_MEMO:
+        return _UMAP_MEMO[key]
     nn = graph.ids.shape[1] + 1
     ids = np.column_stack([np.arange(len(x)), graph.ids])  # (M, k + 1): umap expects self first
     dists = np.column_stack([np.zeros(len(x), np.float32), 1 - graph.sims]).clip(0)
     with warnings.catch_warnings():  # "n_jobs overridden by random_state", "no NNDescent index for transform"
         warnings.simplefilter("ignore", UserWarning)
-        return umap.UMAP(n_components=min(10, len(x) - 2), n_neighbors=nn, min_dist=0.0, metric="cosine",
-                         random_state=seed, precomputed_knn=(ids, dists, None)).fit_transform(x)
+        u = umap.UMAP(n_components=min(10, len(x) - 2), n_neighbors=nn, min_dist=0.0, metric="cosine",
+                      random_state=seed, precomputed_knn=(ids, dists, None)).fit_transform(x)
+    u = u.astype(np.float32)
+    _UMAP_MEMO[key] = u
+    while len(_UMAP_MEMO) > UMAP_MEMO_SIZE:
+        _UMAP_MEMO.pop(next(iter(_UMAP_MEMO)))  # the oldest
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, u, allow_pickle=False)
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError:
+            pass  # a read-only or full index folder: the groups are the same, only not kept on disk
+    return u
 
 
 def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm",
-                u: np.ndarray | None = None) -> np.ndarray:
+                u: np.ndarray | None = None, store: str | os.PathLike | None = None) -> np.ndarray:
     """N2D: the UMAP embedding `u` (made here when not given), then a full-covariance GMM (`then="gmm"`)
     or K-means (`then="kmeans"`: what a user can do for free on raw pixels)."""
     from sklearn.cluster import KMeans
     from sklearn.mixture import GaussianMixture
 
-    u = umap_embedding(x, graph, seed) if u is None else u
+    u = umap_embedding(x, graph, seed, store) if u is None else u
     if then == "kmeans":
         return KMeans(k, n_init=10, random_state=seed).fit_predict(u)
     return GaussianMixture(k, covariance_type="full", random_state=seed).fit(u).predict(u)
@@ -230,12 +266,13 @@ def most_agreed(cuts: dict[str, np.ndarray]) -> str:
     return max(cuts, key=agreement.get)
 
 
-def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings,
-               seed: int, exact_k: bool = True) -> tuple[np.ndarray, str, ClusterSettings]:
+def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
+               exact_k: bool = True, store: str | os.PathLike | None = None) -> tuple[np.ndarray, str, ClusterSettings]:
     """One clustering of x by the settings' algorithm, how K was chosen (from the graph when not given),
     and the settings that make these groups at this K (for "best-cut": those of the cut it kept; for
     "graph": with the resolution that reached K), which the stability reruns use. `exact_k` False
-    (reruns): the graph clusterer may return fewer than k groups rather than run Leiden again."""
+    (reruns): the graph clusterer may return fewer than k groups rather than run Leiden again. `store`:
+    where UMAP embeddings are kept (umap_embedding)."""
     why, graph_cut = "set by hand", None
     if k is None:
         graph_cut, why, resolution = graph_labels(graph, None, s, seed)
@@ -246,14 +283,14 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
         return graph_cut, why, replace(s, resolution=resolution)
     if s.algorithm == "spectral":
         return spectral_labels(graph.self_tuning(), k, seed), why, s
-    if s.algorithm == "best-cut":
+    if s.algorithm == "best-cut" or (s.algorithm == "consensus" and len(x) > CONSENSUS_MAX_IMAGES):
         affinity = graph.self_tuning()  # (M, M): the spectral cut's graph, and the one both cuts are scored on
         spectral = spectral_labels(affinity, k, seed)
         if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
             return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
         return spectral, why, replace(s, algorithm="spectral")
     if s.algorithm == "consensus":
-        u = umap_embedding(x, graph, seed)  # (M, 10), shared by both UMAP cuts
+        u = umap_embedding(x, graph, seed, store)  # (M, 10), shared by both UMAP cuts
         cuts = {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
                 "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
                 "umap-gmm": umap_labels(x, graph, k, seed, "gmm", u)}
@@ -261,7 +298,7 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
         return cuts[keep], why, replace(s, algorithm=keep, resolution=resolution)
     if s.algorithm == "kmeans":
         return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why, s
-    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-")), why, s
+    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-"), store=store), why, s
 
 
 def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
@@ -277,9 +314,10 @@ def unsorted(share: np.ndarray, below: float) -> np.ndarray:
 
 
 def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSettings = ClusterSettings(),
-                       graph: Neighbours | None = None) -> ClusterResult:
+                       graph: Neighbours | None = None, store: str | os.PathLike | None = None) -> ClusterResult:
     """Cluster (M, D) embeddings into k groups (or as many as the neighbour graph supports), with quality.
-    `graph`: the k-NN graph of x with `settings.neighbours` neighbours, if already built (the page keeps one)."""
+    `graph`: the k-NN graph of x with `settings.neighbours` neighbours, if already built (the page keeps one);
+    `store`: the index folder, where UMAP embeddings are kept for the next K (umap_embedding)."""
     from sklearn.metrics import adjusted_rand_score
 
     x = as_vectors(x)
@@ -291,7 +329,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     else:
         if graph is None or graph.ids.shape != (len(x), min(settings.neighbours, len(x) - 1)):
             graph = knn_graph(x, settings.neighbours, settings.seed)
-        labels, why, made = labels_for(x, graph, k, settings, settings.seed)
+        labels, why, made = labels_for(x, graph, k, settings, settings.seed, store=store)
     c = clustering_from_labels(x, labels)
     k = len(c.centroids)
     if graph is None:
@@ -300,7 +338,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
-                         exact_k=False)[0] for i in range(settings.stability_runs)]  # ARI allows another K
+                         exact_k=False, store=store)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
     return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm,
                          unsorted(share, settings.unsorted_below))
@@ -317,6 +355,25 @@ def members(c: Clustering, j: int) -> np.ndarray:
     return rows[np.argsort(-c.scores[rows], kind="stable")]
 
 
+def cut_choice(res: ClusterResult) -> str:
+    """How a clusterer that chooses among cuts kept `res.made_by`: "vote" (of four cuts), "normalized cut"
+    (of two), or "" (not a choosing clusterer)."""
+    if not res.made_by or res.settings.algorithm not in ("best-cut", "consensus"):
+        return ""
+    if res.settings.algorithm == "consensus" and len(res.clustering.labels) <= CONSENSUS_MAX_IMAGES:
+        return "vote"
+    return "normalized cut"
+
+
+def kept_because(res: ClusterResult) -> str:
+    """Why `res.made_by` was kept, in a few words ("" for clusterers that do not choose among cuts)."""
+    if cut_choice(res) == "vote":
+        return "it agrees most with the other three cuts"
+    if cut_choice(res) and res.settings.algorithm == "consensus":
+        return f"lower normalized cut (the UMAP cuts are left out above {CONSENSUS_MAX_IMAGES:,} images)"
+    return "lower normalized cut" if cut_choice(res) else ""
+
+
 def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     """One plain sentence about a clustering, for the CLI and the page (`chosen_by` replaces the result's own)."""
     q = res.quality
@@ -325,9 +382,7 @@ def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
     if q.stability is not None:
         text += (f"; clustering again with other random seeds and a tenth of the links left out gives "
                  f"{q.stability:.2f} agreement (1 = the same groups)")
-    kept_for = {"best-cut": "lower normalized cut", "consensus": "most agreement with the other cuts"}
-    made = f", {res.made_by} cut kept: {kept_for[res.settings.algorithm]}" \
-        if res.settings.algorithm in kept_for and res.made_by else ""
+    made = f", {res.made_by} cut kept: {kept_because(res)}" if kept_because(res) else ""
     text += f" ({res.settings.algorithm} clusterer{made})."
     n = int(res.unsorted.sum())
     if n:

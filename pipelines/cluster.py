@@ -3,10 +3,11 @@
     python -m pipelines.cluster --index INDEX_DIR [-k K] [--algorithm ALGORITHM]  (index.clusters.ALGORITHMS)
     python -m pipelines.cluster --index INDEX_DIR --export clusters.csv [--folders OUT_DIR [--copy]]
 
-The default algorithm links every image to its nearest neighbours and cuts that graph in two ways,
-merged Leiden communities and spectral clustering (index/graph.py), keeping the cut of lower
-normalized cut; without -k it keeps the number of groups the graph supports best (highest
-modularity along the merges of its communities).
+The default algorithm links every image to its nearest neighbours and cuts that graph in four ways,
+merged Leiden communities, spectral clustering (index/graph.py), and UMAP to 10 dimensions followed
+by K-means or a Gaussian mixture, keeping the cut that agrees most with the other three; without -k it
+keeps the number of groups the graph supports best (highest modularity along the merges of its
+communities).
 It prints and saves label-free quality: how many of an image's neighbours share its group
 (cohesion, per group and overall) and how far reruns agree (other seeds, a tenth of the links left out;
 adjusted Rand index). Images whose group holds less than half of their neighbours are listed as
@@ -55,7 +56,7 @@ def run(cfg: ClusterConfig) -> dict:
     refuse_inside(cfg.folders, loaded.manifest.data_root, "--folders")
     if cfg.folders and Path(cfg.folders).exists():
         raise ValueError(f"--folders {cfg.folders} already exists; give a new folder")
-    res = cluster_collection(loaded.embeddings, cfg.k, cfg.settings)
+    res = cluster_collection(loaded.embeddings, cfg.k, cfg.settings, store=cfg.index)  # UMAPs kept for the page
     c = res.clustering
     log.info("%s", describe(res))
     paths = [it.path for it in loaded.manifest.items]
@@ -77,8 +78,9 @@ def run(cfg: ClusterConfig) -> dict:
 
 
 SETTING_HELP = {
-    "algorithm": "best-cut: of the two cuts of the k-NN graph below, the one of lower normalized cut (default); "
-                 "consensus: of four cuts (graph, spectral, umap-kmeans, umap-gmm), the one most like the others; "
+    "algorithm": "consensus: of four cuts (graph, spectral, umap-kmeans, umap-gmm), the one most like the others "
+                 "(default; above 20,000 images as best-cut); "
+                 "best-cut: of the two cuts of the k-NN graph below, the one of lower normalized cut; "
                  "spectral: spectral clustering of the k-NN graph; graph: its Leiden communities, merged; "
                  "kmeans: spherical K-means; umap-gmm / umap-kmeans: UMAP to 10-d, then a Gaussian mixture / K-means",
     "neighbours": "neighbours per image in the k-NN graph",

@@ -27,8 +27,8 @@ HELPERS = {"__init__.py", "browser.py", "duplicates_planted.py", "machine.py"}
 SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_bench.py", "index_shards_bench.py",
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
-          "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py", "library_gen.py",
-          "page_latency.py", "readout_bench.py", "knn_graph_bench.py"}
+          "cluster_page.py", "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py",
+          "library_gen.py", "page_latency.py", "readout_bench.py", "knn_graph_bench.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -184,7 +184,7 @@ def test_cluster_bench(tiny, shootout):
     for name, classes in (("fmnist", 10), ("mixed", 20)):
         row = r["quality"][name]["features"]
         assert r["quality"][name]["classes"] == classes and set(row) == {"learned", "raw pixels", "random init"}
-        assert {"graph", "kmeans", "best-cut, automatic K"} <= set(row["learned"])
+        assert {"graph", "kmeans", "consensus, automatic K"} <= set(row["learned"])
         assert all(0 <= v[key] <= 1 for v in row["learned"].values() for key in ("unsorted", "wrong_sorted"))
     assert r["scale"]["300"]["seconds"] > 0 and out.with_suffix(".png").is_file()
 
@@ -276,6 +276,14 @@ def test_screenshots(tiny, tiny_index):
         env=tiny["env"])
     assert {p.name for p in out.glob("*.png")} == {"search.png", "viewer.png", "clusters.png", "map.png",
                                                    "map_mosaic.png", "duplicates.png", "about.png"}
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (`make test` installs it)")
+def test_cluster_page(tiny, tiny_index):
+    out = tiny["root"] / "cluster_page.json"
+    run("cluster_page.py", "--index", tiny_index, "-k", "3", "--out", out, env=tiny["env"])
+    r = json.loads(out.read_text())
+    assert r["k"]["3"]["first_s"] > 0 and r["k"]["3"]["again_s"] > 0 and out.with_suffix(".png").is_file()
 
 
 def test_duplicates_bench_starts(tiny):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from index.clusters import ClusterResult, describe
+from index.clusters import ClusterResult, cut_choice, describe
 from index.exports import clusters_csv
 from ui import data, viewer
 from ui.charts import colours, sizes_chart
@@ -31,11 +31,11 @@ def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
         same = "nearly the same" if q.stability >= 0.8 else "similar" if q.stability >= 0.5 else "rather different"
         detail += (f"; grouping again from another random start, with a tenth of the links between similar photos "
                    f"left out, gives {same} groups ({q.stability:.2f} of 1)")
-    if res.settings.algorithm == "best-cut" and res.made_by:
-        detail += f". Of the two ways to cut the links, the {res.made_by} cut leaves fewer of them cut, so it is shown"
-    if res.settings.algorithm == "consensus" and res.made_by:
+    if cut_choice(res) == "vote":
         detail += (f". Of four ways to group the photos, the {res.made_by} groups agree most with the others, "
                    "so they are shown")
+    elif cut_choice(res):
+        detail += f". Of the two ways to cut the links, the {res.made_by} cut leaves fewer of them cut, so it is shown"
     n = int(res.unsorted.sum())
     if n:
         detail += (f". {n:,} photos fit no group well (fewer than {res.settings.unsorted_below:.0%} of their most "

@@ -56,7 +56,7 @@ def thumbs(ix: Ix, size: int = THUMB_PX):
 @st.cache_data(show_spinner="Grouping the collection…", max_entries=16)
 def clusters(index_dir: str, stamp: int, k: int | None, _settings: ClusterSettings, settings_key: str):
     x = get_index(index_dir, stamp).embeddings
-    return cluster_collection(x, k, _settings, neighbour_graph(index_dir, stamp, _settings.neighbours))
+    return cluster_collection(x, k, _settings, neighbour_graph(index_dir, stamp, _settings.neighbours), store=index_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -161,3 +161,18 @@ def test_images_midway_between_five_groups_are_unsorted_and_no_group_member_is()
     res = cluster_collection(x, 15, ClusterSettings(stability_runs=0))
     assert adjusted_rand_score(labels, res.clustering.labels[:900]) == 1.0
     np.testing.assert_array_equal(np.flatnonzero(res.unsorted), [900, 901, 902])
+
+
+def test_the_sentence_says_which_cut_was_kept_and_why(monkeypatch):
+    import index.clusters as clusters
+    from index.clusters import describe
+
+    x, _ = clustered(400, 16, 4, spread=0.5, seed=12)
+    voted = cluster_collection(x, 4, ClusterSettings(stability_runs=0))
+    assert voted.made_by in ("graph", "spectral", "umap-kmeans", "umap-gmm")
+    assert f"consensus clusterer, {voted.made_by} cut kept: it agrees most with the other three cuts" in describe(voted)
+    monkeypatch.setattr(clusters, "CONSENSUS_MAX_IMAGES", 399)
+    large = cluster_collection(x, 4, ClusterSettings(stability_runs=0))
+    assert large.made_by in ("graph", "spectral")
+    assert "lower normalized cut (the UMAP cuts are left out above 399 images)" in describe(large)
+    assert "cut kept" not in describe(cluster_collection(x, 4, ClusterSettings(algorithm="graph", stability_runs=0)))

@@ -252,7 +252,7 @@ def test_best_cut_keeps_the_cut_of_lower_normalized_cut():
 
     x, _ = clustered(600, 16, 5, spread=1.5, seed=14)
     g = knn_graph(x, 15)
-    s = ClusterSettings()
+    s = ClusterSettings(algorithm="best-cut")
     cuts = [graph_labels(g, 5, s, 0)[0], spectral_labels(g.self_tuning(), 5, 0)]
     best = min(cuts, key=lambda lab: normalized_cut(g.self_tuning(), lab))
     labels, _, kept = labels_for(x, g, 5, s, 0)
@@ -291,3 +291,54 @@ def test_consensus_keeps_the_cut_that_agrees_most_with_the_other_three():
     labels, _, kept = labels_for(x, g, 5, s, 0)
     assert kept.algorithm == most_agreed(cuts)
     np.testing.assert_array_equal(labels, cuts[kept.algorithm])
+
+
+def test_consensus_above_its_size_limit_is_best_cut(monkeypatch):
+    import index.clusters as clusters
+
+    x, _ = clustered(600, 16, 5, spread=1.5, seed=14)
+    g = knn_graph(x, 15)
+    monkeypatch.setattr(clusters, "CONSENSUS_MAX_IMAGES", 599)
+    monkeypatch.setattr(clusters, "umap_embedding", None)  # never called
+    labels, _, kept = clusters.labels_for(x, g, 5, clusters.ClusterSettings(algorithm="consensus"), 0)
+    best, _, best_kept = clusters.labels_for(x, g, 5, clusters.ClusterSettings(algorithm="best-cut"), 0)
+    np.testing.assert_array_equal(labels, best)
+    assert kept.algorithm == best_kept.algorithm
+
+
+def test_umap_embedding_is_reused_for_the_same_collection_graph_and_seed_only():
+    from index.clusters import umap_embedding
+
+    x, _ = clustered(300, 16, 4, seed=15)
+    g = knn_graph(x, 15)
+    first = umap_embedding(x, g, 0)
+    assert umap_embedding(x, g, 0) is first  # another K of the same collection: not computed again
+    assert first.shape == (300, 10)
+    y, _ = clustered(300, 16, 4, seed=16)
+    for other in (umap_embedding(x, g, 1), umap_embedding(x, knn_graph(x, 10), 0),
+                  umap_embedding(y, knn_graph(y, 15), 0)):
+        assert other is not first and not np.array_equal(other, first)
+
+
+def test_umap_embedding_kept_in_an_index_folder_is_read_back_instead_of_made_again(tmp_path, monkeypatch):
+    import umap
+
+    import index.clusters as clusters
+
+    x, _ = clustered(200, 16, 4, seed=17)
+    g = knn_graph(x, 15)
+    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
+    made = clusters.umap_embedding(x, g, 0, tmp_path)
+    [saved] = tmp_path.glob("umap_*.npy")
+    np.testing.assert_array_equal(np.load(saved, allow_pickle=False), made)
+    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})  # another process: the page after pipelines.cluster
+
+    def refuse(*a, **kw):
+        raise AssertionError("UMAP run again")
+
+    monkeypatch.setattr(umap, "UMAP", refuse)
+    np.testing.assert_array_equal(clusters.umap_embedding(x, g, 0, tmp_path), made)
+    saved.write_bytes(b"not an array")  # a damaged file is made again, not trusted
+    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
+    with pytest.raises(AssertionError, match="UMAP run again"):
+        clusters.umap_embedding(x, g, 0, tmp_path)

@@ -166,7 +166,7 @@ def test_duplicates_and_clusters_cli(folder, tiny_encoder, tmp_path):
     assert 2 <= result["k"] <= 5 and "neighbour graph" in result["chosen_by"]
     assert sum(result["sizes"]) == 50 and len(result["assignments"]) == 50
     assert len(result["central"]) == result["k"] == len(result["quality"]["cluster_cohesion"])
-    assert result["algorithm"] == "best-cut" == result["settings"]["algorithm"]
+    assert result["algorithm"] == "consensus" == result["settings"]["algorithm"]
     assert result["settings"]["nredo"] == 2 and result["settings"]["k_max"] == 5
     assert 0 <= result["quality"]["cohesion"] <= 1 and -1 <= result["quality"]["stability_ari"] <= 1
     load_index(out)  # files beside the index do not disturb it
