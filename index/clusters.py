@@ -205,14 +205,16 @@ def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int, store: str | os.
     """N2D's first step: UMAP (cosine, 10-d, min_dist 0) of x on its precomputed k-NN graph, (M, 10).
     UMAP reads whole neighbour lists: the links a thinned graph leaves out still count, so the stability
     reruns of a UMAP cut differ from it by their seed. It does not depend on K, so the last few are
-    kept in memory, and in `store` (an index folder) as umap_<digest of x, graph and seed>.npy: another
+    kept in memory, and in `store` (an index folder) as umap_<digest of x, neighbours and seed>.npy: another
     K, or the page after `pipelines.cluster`, reuses them."""
     import hashlib
     import warnings
 
     import umap
 
-    key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (x, graph.ids, graph.sims))
+    # x and the neighbour ids fix the graph (its cosines follow from them; their last bits vary with
+    # the thread count of the search, so they are left out of the key)
+    key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (x, graph.ids))
                           + str(seed).encode(), digest_size=16).hexdigest()
     path = Path(store) / f"umap_{key}.npy" if store is not None else None
     if key not in _UMAP_MEMO and path is not None and path.is_file():
@@ -337,6 +339,9 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     share = cohesion(graph, c.labels)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
+    if store is not None and settings.algorithm == "consensus" and len(x) <= CONSENSUS_MAX_IMAGES:
+        for i in range(settings.stability_runs):  # kept for the reruns of a UMAP cut at another K (the page's)
+            umap_embedding(x, graph, settings.seed + 1 + i, store)
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
                          exact_k=False, store=store)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None

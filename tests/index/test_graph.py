@@ -342,3 +342,23 @@ def test_umap_embedding_kept_in_an_index_folder_is_read_back_instead_of_made_aga
     monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
     with pytest.raises(AssertionError, match="UMAP run again"):
         clusters.umap_embedding(x, g, 0, tmp_path)
+
+
+def test_after_one_clustering_kept_in_a_folder_any_other_k_needs_no_umap_run(tmp_path, monkeypatch):
+    import umap
+
+    import index.clusters as clusters
+
+    x, _ = clustered(240, 16, 4, spread=1.0, seed=18)
+    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
+    clusters.cluster_collection(x, 4, clusters.ClusterSettings(), store=tmp_path)  # what pipelines.cluster does
+    assert len(list(tmp_path.glob("umap_*.npy"))) == 3  # the cut's and its two reruns' seeds
+    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})  # the page, another process
+
+    def refuse(*a, **kw):
+        raise AssertionError("UMAP run again")
+
+    monkeypatch.setattr(umap, "UMAP", refuse)
+    for k in (2, 3, 6):
+        res = clusters.cluster_collection(x, k, clusters.ClusterSettings(), store=tmp_path)
+        assert res.k == k and res.quality.stability is not None
