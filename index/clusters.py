@@ -54,7 +54,7 @@ CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
 UMAP_MEMO_SIZE = 6  # UMAP embeddings kept (a clustering and its two stability reruns, for two collections)
-_UMAP_MEMO: dict[str, np.ndarray] = {}  # digest of (x, graph, seed) -> (M, 10), oldest first
+_UMAP_MEMO: dict[str, np.ndarray] = {}  # digest of (x, neighbour ids, seed) -> (M, 10), oldest first
 ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
