@@ -90,10 +90,11 @@ def progress(ix: data.Ix, method: str, job: Job) -> None:
             f"so far (once per index; it is saved beside it). The quick map is shown meanwhile.", icon="⏳")
 
 
-def points(ix: data.Ix, xy, labels, paths: list[str], method: str, k: int) -> None:
-    event = st.altair_chart(map_chart(xy, labels, paths, method, k), on_select="rerun", key="map_chart",
+def points(ix: data.Ix, xy, labels, paths: list[str], method: str, k: int, unsorted) -> None:
+    event = st.altair_chart(map_chart(xy, labels, paths, method, k, unsorted), on_select="rerun", key="map_chart",
                             width="stretch")
-    st.caption("Each dot is a photo; hover one for its name. Click a dot, or drag a box, to see the photos.")
+    st.caption("Each dot is a photo; hover one for its name. Click a dot, or drag a box, to see the photos. "
+               "Faded dots fit no cluster well (Unsorted on the Clusters page): coloured by the nearest.")
     picked = picked_rows(event.selection, xy, paths) if event else []
     if picked:
         st.markdown(f"**{len(picked)} selected**" + (f" · showing {PAGE_SIZE}" if len(picked) > PAGE_SIZE else ""))
@@ -122,7 +123,7 @@ def main() -> None:
     paths = [it.path for it in loaded.manifest.items]
     chart_tab, mosaic_tab = st.tabs(["Points", "Thumbnail mosaic"])
     with chart_tab:
-        points(ix, xy, res.clustering.labels, paths, shown, res.k)
+        points(ix, xy, res.clustering.labels, paths, shown, res.k, res.unsorted)
     with mosaic_tab:
         mosaic(ix, xy, paths)
     viewer.open_asked(ix)

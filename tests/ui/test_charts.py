@@ -44,3 +44,16 @@ def test_map_legend_is_numeric_and_axes_are_plain_words():
     assert len(set(color["scale"]["range"])) == k
     assert spec["encoding"]["x"]["title"] == "the biggest difference between the photos"
     assert spec["encoding"]["x"]["axis"]["labels"] is False  # no meaningless numbers
+
+
+def test_map_fades_the_unsorted_photos_and_only_them():
+    rng = np.random.default_rng(1)
+    unsorted = rng.random(60) < 0.2
+    spec = map_chart(rng.normal(size=(60, 2)), np.arange(60) % 4, [f"p{i}" for i in range(60)], "pca", 4,
+                     unsorted).to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert [r["fits"] != "yes" for r in rows] == unsorted.tolist()
+    opacity = spec["encoding"]["opacity"]
+    assert opacity["field"] == "fits" and opacity["scale"]["range"][0] > opacity["scale"]["range"][1]
+    plain = map_chart(rng.normal(size=(5, 2)), np.arange(5) % 2, [f"p{i}" for i in range(5)], "pca", 2).to_dict()
+    assert {r["fits"] for r in next(iter(plain["datasets"].values()))} == {"yes"}
