@@ -260,6 +260,12 @@ def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str =
     return GaussianMixture(k, covariance_type="full", random_state=seed).fit(u).predict(u)
 
 
+def votes(s: ClusterSettings, m: int) -> bool:
+    """Whether the settings' clusterer votes among four cuts on m images ("consensus" up to
+    CONSENSUS_MAX_IMAGES; above, it decides between the two graph cuts as "best-cut" does)."""
+    return s.algorithm == "consensus" and m <= CONSENSUS_MAX_IMAGES
+
+
 def most_agreed(cuts: dict[str, np.ndarray]) -> str:
     """The name of the cut with the highest mean NMI to the other cuts (the first such on ties)."""
     from sklearn.metrics import normalized_mutual_info_score as nmi
@@ -285,13 +291,13 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
         return graph_cut, why, replace(s, resolution=resolution)
     if s.algorithm == "spectral":
         return spectral_labels(graph.self_tuning(), k, seed), why, s
-    if s.algorithm == "best-cut" or (s.algorithm == "consensus" and len(x) > CONSENSUS_MAX_IMAGES):
+    if s.algorithm in ("best-cut", "consensus") and not votes(s, len(x)):
         affinity = graph.self_tuning()  # (M, M): the spectral cut's graph, and the one both cuts are scored on
         spectral = spectral_labels(affinity, k, seed)
         if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
             return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
         return spectral, why, replace(s, algorithm="spectral")
-    if s.algorithm == "consensus":
+    if votes(s, len(x)):
         u = umap_embedding(x, graph, seed, store)  # (M, 10), shared by both UMAP cuts
         cuts = {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
                 "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
@@ -339,7 +345,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     share = cohesion(graph, c.labels)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
-    if store is not None and settings.algorithm == "consensus" and len(x) <= CONSENSUS_MAX_IMAGES:
+    if store is not None and votes(settings, len(x)):
         for i in range(settings.stability_runs):  # kept for the reruns of a UMAP cut at another K (the page's)
             umap_embedding(x, graph, settings.seed + 1 + i, store)
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
@@ -365,18 +371,17 @@ def cut_choice(res: ClusterResult) -> str:
     (of two), or "" (not a choosing clusterer)."""
     if not res.made_by or res.settings.algorithm not in ("best-cut", "consensus"):
         return ""
-    if res.settings.algorithm == "consensus" and len(res.clustering.labels) <= CONSENSUS_MAX_IMAGES:
-        return "vote"
-    return "normalized cut"
+    return "vote" if votes(res.settings, len(res.clustering.labels)) else "normalized cut"
 
 
 def kept_because(res: ClusterResult) -> str:
     """Why `res.made_by` was kept, in a few words ("" for clusterers that do not choose among cuts)."""
-    if cut_choice(res) == "vote":
+    choice = cut_choice(res)
+    if choice == "vote":
         return "it agrees most with the other three cuts"
-    if cut_choice(res) and res.settings.algorithm == "consensus":
+    if choice and res.settings.algorithm == "consensus":
         return f"lower normalized cut (the UMAP cuts are left out above {CONSENSUS_MAX_IMAGES:,} images)"
-    return "lower normalized cut" if cut_choice(res) else ""
+    return "lower normalized cut" if choice else ""
 
 
 def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
