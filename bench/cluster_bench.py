@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import datasets  # noqa: E402
 from bench.machine import machine_line  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores, raw_pixel_features  # noqa: E402
+from encoders.evaluation import cluster_scores, contingency, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ALGORITHMS, ClusterSettings, cluster_collection  # noqa: E402
@@ -76,10 +76,8 @@ def folder_collection(run: Path, limit: int | None, name: str = "mixed") -> tupl
 def unsorted_scores(y: np.ndarray, labels: np.ndarray, unsorted: np.ndarray) -> dict:
     """The share of images left unsorted, and how often an image's class is not the commonest class of
     its group, among the unsorted and among the others: labels tell whether leaving them out was right."""
-    _, y = np.unique(y, return_inverse=True)
-    table = np.zeros((labels.max() + 1, y.max() + 1), np.int64)  # (clusters, classes)
-    np.add.at(table, (labels, y), 1)
-    wrong = table.argmax(1)[labels] != y  # (M,)
+    table, y, p = contingency(y, labels)  # (clusters, classes)
+    wrong = table.argmax(1)[p] != y  # (M,)
     return {"unsorted": round(float(unsorted.mean()), 4),
             "wrong_unsorted": round(float(wrong[unsorted].mean()), 4) if unsorted.any() else None,
             "wrong_sorted": round(float(wrong[~unsorted].mean()), 4)}

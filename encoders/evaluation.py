@@ -71,6 +71,16 @@ def raw_pixel_features(images: torch.Tensor) -> np.ndarray:
     return F.normalize(x, dim=1).numpy()
 
 
+def contingency(labels: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (clusters x classes) count table of a clustering `pred` (M,) against classes `labels` (M,),
+    with both renumbered 0.. in sorted order: (table, classes (M,), clusters (M,))."""
+    _, y = np.unique(labels, return_inverse=True)
+    _, p = np.unique(pred, return_inverse=True)
+    table = np.zeros((p.max() + 1, y.max() + 1), np.int64)  # (clusters, classes)
+    np.add.at(table, (p, y), 1)
+    return table, y, p
+
+
 def cluster_scores(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """How well a clustering `pred` (M,) recovers classes `labels` (M,), as clustering papers report it:
     NMI, ARI, and ACC = accuracy under the best one-to-one matching of clusters to classes (Hungarian,
@@ -78,10 +88,7 @@ def cluster_scores(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     from scipy.optimize import linear_sum_assignment
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    _, y = np.unique(labels, return_inverse=True)
-    _, p = np.unique(pred, return_inverse=True)
-    table = np.zeros((p.max() + 1, y.max() + 1), np.int64)  # (clusters, classes)
-    np.add.at(table, (p, y), 1)
+    table, y, p = contingency(labels, pred)
     rows, cols = linear_sum_assignment(-table)
     return {"nmi": float(normalized_mutual_info_score(y, p)), "ari": float(adjusted_rand_score(y, p)),
             "acc": float(table[rows, cols].sum() / len(y))}
