@@ -5,8 +5,7 @@
     kmeans(x, k, seed, nredo)                      -> Clustering by spherical K-means (faiss)
     train_kmeans(x, k, **faiss_kwargs)             -> trained faiss.Kmeans, on the GPU when faiss-gpu sees one
     central_rows(clustering, top) / members(c, j)  -> per cluster, the rows closest to its centroid
-    read_saved(index_dir)                          -> K, how it was chosen and the settings `pipelines.cluster` saved
-    saved_result(index_dir, paths, x)              -> the saved clustering itself, when it covers exactly `paths`
+What a clustering says and saves (its sentence, clusters.json): index/cluster_report.py.
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
@@ -33,10 +32,9 @@ Legend: M images, D embedding dim, K clusters, k neighbours.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import faiss
@@ -46,11 +44,9 @@ from scipy import sparse
 from encoders.files import atomic_write_bytes
 from index.faiss_index import as_vectors
 from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
-from index.store import CLUSTERS_FILE
 
 log = logging.getLogger(__name__)
 
-CLUSTERS = CLUSTERS_FILE  # written beside the index by pipelines.cluster
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
 UMAP_MEMO_SIZE = 6  # UMAP embeddings kept (a clustering and its two stability reruns, for two collections)
@@ -364,104 +360,3 @@ def members(c: Clustering, j: int) -> np.ndarray:
     """Rows of cluster j, most central (highest score) first; ties in row order."""
     rows = np.flatnonzero(c.labels == j)
     return rows[np.argsort(-c.scores[rows], kind="stable")]
-
-
-def cut_choice(res: ClusterResult) -> str:
-    """How a clusterer that chooses among cuts kept `res.made_by`: "vote" (of four cuts), "normalized cut"
-    (of two), or "" (not a choosing clusterer)."""
-    if not res.made_by or res.settings.algorithm not in ("best-cut", "consensus"):
-        return ""
-    return "vote" if votes(res.settings, len(res.clustering.labels)) else "normalized cut"
-
-
-def kept_because(res: ClusterResult) -> str:
-    """Why `res.made_by` was kept, in a few words ("" for clusterers that do not choose among cuts)."""
-    choice = cut_choice(res)
-    if choice == "vote":
-        return "it agrees most with the other three cuts"
-    if choice and res.settings.algorithm == "consensus":
-        return f"lower normalized cut (the UMAP cuts are left out above {CONSENSUS_MAX_IMAGES:,} images)"
-    return "lower normalized cut" if choice else ""
-
-
-def describe(res: ClusterResult, chosen_by: str | None = None) -> str:
-    """One plain sentence about a clustering, for the CLI and the page (`chosen_by` replaces the result's own)."""
-    q = res.quality
-    text = (f"{res.k} groups, K {chosen_by or res.chosen_by}. On average {q.overall_cohesion:.0%} of a photo's "
-            f"{res.settings.neighbours} most similar photos are in its own group")
-    if q.stability is not None:
-        text += (f"; clustering again with other random seeds and a tenth of the links left out gives "
-                 f"{q.stability:.2f} agreement (1 = the same groups)")
-    made = f", {res.made_by} cut kept: {kept_because(res)}" if kept_because(res) else ""
-    text += f" ({res.settings.algorithm} clusterer{made})."
-    n = int(res.unsorted.sum())
-    if n:
-        text += (f" {n} photos ({n / len(res.unsorted):.0%}) fit no group well: fewer than "
-                 f"{res.settings.unsorted_below:.0%} of their most similar photos share their group (unsorted).")
-    return text
-
-
-def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
-    """What `pipelines.cluster` saves in clusters.json (read back by `read_saved`)."""
-    c, q = res.clustering, res.quality
-    return {
-        "k": res.k, "chosen_by": res.chosen_by, "algorithm": res.settings.algorithm, "made_by": res.made_by,
-        "settings": asdict(res.settings), "description": describe(res),
-        "quality": {"cohesion": round(q.overall_cohesion, 4),
-                    "stability_ari": None if q.stability is None else round(q.stability, 4),
-                    "cluster_cohesion": [round(float(v), 4) for v in q.cohesion]},
-        "sizes": c.sizes.tolist(),
-        "central": [[{"path": paths[r], "score": round(float(c.scores[r]), 4)} for r in rows]
-                    for rows in central_rows(c, top)],
-        "assignments": {p: int(label) for p, label in zip(paths, c.labels)},
-        "scores": {p: round(float(s), 4) for p, s in zip(paths, c.scores)},
-        "unsorted": [p for p, u in zip(paths, res.unsorted) if u],
-    }
-
-
-def read_saved(index_dir, d: dict | None = None) -> dict | None:
-    """{k, chosen_by, algorithm, settings} from INDEX_DIR/clusters.json (or its parsed `d`), or None if
-    absent, unreadable or not ours."""
-    try:
-        d = json.loads((Path(index_dir) / CLUSTERS).read_text()) if d is None else d
-        k, why = d["k"], d.get("chosen_by", "")
-        settings = ClusterSettings(**d.get("settings", {}))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
-        return None
-    return {"k": k, "chosen_by": why, "settings": settings}
-
-
-def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None = None) -> ClusterResult | None:
-    """The ClusterResult `pipelines.cluster` saved beside the index, rebuilt without clustering again;
-    None when absent, malformed, not of exactly these paths, or (given `build`, the loaded index's
-    `build_id`) made for another build of the index: clusters of one build never go with another's."""
-    try:
-        d = json.loads((Path(index_dir) / CLUSTERS).read_text())  # read once: one version of the file
-    except (OSError, ValueError):
-        return None
-    saved = read_saved(index_dir, d) if isinstance(d, dict) else None
-    if saved is None or (build is not None and d.get("index_build") != build):
-        return None
-    try:
-        assignments, q = d["assignments"], d["quality"]
-        if not isinstance(assignments, dict) or len(assignments) != len(paths):
-            return None
-        labels = np.array([assignments[p] for p in paths])
-        flagged = set(d["unsorted"])  # a file without it predates unsorted images: clustered again
-        is_unsorted = np.array([p in flagged for p in paths], bool)
-        per_cluster = np.asarray(q["cluster_cohesion"], np.float32)
-        overall, stability = float(q["cohesion"]), q["stability_ari"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    k = saved["k"]
-    if (labels.dtype.kind != "i" or labels.min() < 0 or labels.max() != k - 1 or per_cluster.shape != (k,)
-            or not (stability is None or isinstance(stability, float))):
-        return None
-    c = clustering_from_labels(x, labels)
-    if not np.array_equal(c.labels, labels):  # saved labels are numbered by size, as clustering_from_labels does
-        return None
-    made_by = d.get("made_by", "")
-    return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"],
-                         made_by if isinstance(made_by, str) else "", is_unsorted)

@@ -44,7 +44,7 @@ from index.rerank import RowMap, search_reranked
 from index.shards import IVFDATA, concat_npy, merge_shards, read_ondisk
 
 INDEX_FILE = "index.faiss"
-CLUSTERS_FILE = "clusters.json"  # index.clusters.CLUSTERS, written beside the index by pipelines.cluster
+CLUSTERS_FILE = "clusters.json"  # index.cluster_report.CLUSTERS, written beside the index by pipelines.cluster
 EMBEDDINGS = "embeddings.npy"
 IDS = "ids.npy"
 

@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from encoders.files import atomic_write_json
-from index.clusters import ALGORITHMS, CLUSTERS, ClusterSettings, cluster_collection, describe, result_json
+from index.cluster_report import CLUSTERS, describe, result_json
+from index.clusters import ALGORITHMS, ClusterSettings, cluster_collection
 from index.exports import clusters_csv, refuse_inside, save_csv, write_cluster_folders
 from index.store import IndexLoadError, build_stamp, load_index
 from pipelines.cli import run_cli

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from index.clusters import ClusterResult, cut_choice, describe
+from index.cluster_report import cut_choice, describe
+from index.clusters import ClusterResult
 from index.exports import clusters_csv
 from ui import data, viewer
 from ui.charts import colours, sizes_chart

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from index.clusters import ClusterSettings, cluster_collection, read_saved, saved_result
+from index.cluster_report import read_saved, saved_result
+from index.clusters import ClusterSettings, cluster_collection
 from index.duplicates import detect_duplicates, saved_rule, suggest_threshold
 from index.gallery import thumb_image
 from index.graph import knn_graph

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from encoders.evaluation import cluster_scores
-from index.clusters import ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans, read_saved
+from index.cluster_report import read_saved
+from index.clusters import ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans
 from index.graph import knn_graph
 from tests.index.conftest import clustered
 
@@ -116,7 +117,7 @@ def test_saved_clusters_are_read_only_from_a_well_formed_file(tmp_path, text, ok
 def test_saved_result_is_the_clustering_that_was_saved_and_only_for_the_same_paths(tmp_path):
     import json
 
-    from index.clusters import result_json, saved_result
+    from index.cluster_report import result_json, saved_result
 
     x, _ = clustered(400, 16, 5, spread=1.0, seed=11)
     paths = [f"img_{i:03d}.png" for i in range(400)]
@@ -165,7 +166,7 @@ def test_images_midway_between_five_groups_are_unsorted_and_no_group_member_is()
 
 def test_the_sentence_says_which_cut_was_kept_and_why(monkeypatch):
     import index.clusters as clusters
-    from index.clusters import describe
+    from index.cluster_report import describe
 
     x, _ = clustered(400, 16, 4, spread=0.5, seed=12)
     voted = cluster_collection(x, 4, ClusterSettings(stability_runs=0))

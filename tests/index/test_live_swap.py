@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from encoders.files import atomic_write_json
-from index.clusters import CLUSTERS, saved_result
+from index.cluster_report import CLUSTERS, saved_result
 from index.faiss_index import build_index
 from index.store import Item, Manifest, build_stamp, load_index, search_vectors, write_index_dir
 from tests.index.conftest import clustered
