@@ -22,7 +22,7 @@ of groups of highest modularity along the merges of the graph clusterer.
 - "kmeans": spherical K-means of the embeddings.
 - "umap-gmm": N2D (McConville et al. 2020): UMAP to 10 dimensions (min_dist 0) from the same k-NN
   graph, then a Gaussian mixture; "umap-kmeans": the same with K-means (umap-learn's clustering guide).
-  Slowest (UMAP takes most of the time).
+  Slowest (UMAP takes most of the time); index/umap_cut.py, which keeps UMAP embeddings for another K.
 Every clustering is reported as centroids (normalised mean of the members), labels numbered by
 decreasing size, and each image's cosine to its centroid (for "most central" lists and exports).
 Images whose group holds less than half of their k nearest neighbours (`unsorted_below`) are marked
@@ -31,26 +31,22 @@ Legend: M images, D embedding dim, K clusters, k neighbours.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import faiss
 import numpy as np
 from scipy import sparse
 
-from encoders.files import atomic_write_bytes
 from index.faiss_index import as_vectors
 from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
+from index.umap_cut import umap_embedding, umap_labels
 
 log = logging.getLogger(__name__)
 
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
-UMAP_MEMO_SIZE = 6  # UMAP embeddings kept (a clustering and its two stability reruns, for two collections)
-_UMAP_MEMO: dict[str, np.ndarray] = {}  # digest of (x, neighbour ids, seed) -> (M, 10), oldest first
 ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 
 
@@ -195,65 +191,6 @@ def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarra
 
     u = spectral_embedding(affinity, k)  # (M, K)
     return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
-
-
-def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int, store: str | os.PathLike | None = None) -> np.ndarray:
-    """N2D's first step: UMAP (cosine, 10-d, min_dist 0) of x on its precomputed k-NN graph, (M, 10).
-    UMAP reads whole neighbour lists: the links a thinned graph leaves out still count, so the stability
-    reruns of a UMAP cut differ from it by their seed. It does not depend on K, so the last few are
-    kept in memory, and in `store` (an index folder) as umap_<digest of x, neighbours and seed>.npy: another
-    K, or the page after `pipelines.cluster`, reuses them."""
-    import hashlib
-    import warnings
-
-    import umap
-
-    # x and the neighbour ids fix the graph (its cosines follow from them; their last bits vary with
-    # the thread count of the search, so they are left out of the key)
-    key = hashlib.blake2b(b"".join(np.ascontiguousarray(a).tobytes() for a in (x, graph.ids))
-                          + str(seed).encode(), digest_size=16).hexdigest()
-    path = Path(store) / f"umap_{key}.npy" if store is not None else None
-    if key not in _UMAP_MEMO and path is not None and path.is_file():
-        try:
-            u = np.load(path, allow_pickle=False)
-            if u.shape == (len(x), min(10, len(x) - 2)) and u.dtype == np.float32:
-                _UMAP_MEMO[key] = u
-        except (OSError, ValueError):
-            pass  # unreadable: made again below
-    if key in _UMAP_MEMO:
-        return _UMAP_MEMO[key]
-    nn = graph.ids.shape[1] + 1
-    ids = np.column_stack([np.arange(len(x)), graph.ids])  # (M, k + 1): umap expects self first
-    dists = np.column_stack([np.zeros(len(x), np.float32), 1 - graph.sims]).clip(0)
-    with warnings.catch_warnings():  # "n_jobs overridden by random_state", "no NNDescent index for transform"
-        warnings.simplefilter("ignore", UserWarning)
-        u = umap.UMAP(n_components=min(10, len(x) - 2), n_neighbors=nn, min_dist=0.0, metric="cosine",
-                      random_state=seed, precomputed_knn=(ids, dists, None)).fit_transform(x)
-    u = u.astype(np.float32)
-    _UMAP_MEMO[key] = u
-    while len(_UMAP_MEMO) > UMAP_MEMO_SIZE:
-        _UMAP_MEMO.pop(next(iter(_UMAP_MEMO)))  # the oldest
-    if path is not None:
-        buf = io.BytesIO()
-        np.save(buf, u, allow_pickle=False)
-        try:
-            atomic_write_bytes(path, buf.getvalue())
-        except OSError:
-            pass  # a read-only or full index folder: the groups are the same, only not kept on disk
-    return u
-
-
-def umap_labels(x: np.ndarray, graph: Neighbours, k: int, seed: int, then: str = "gmm",
-                u: np.ndarray | None = None, store: str | os.PathLike | None = None) -> np.ndarray:
-    """N2D: the UMAP embedding `u` (made here when not given), then a full-covariance GMM (`then="gmm"`)
-    or K-means (`then="kmeans"`: what a user can do for free on raw pixels)."""
-    from sklearn.cluster import KMeans
-    from sklearn.mixture import GaussianMixture
-
-    u = umap_embedding(x, graph, seed, store) if u is None else u
-    if then == "kmeans":
-        return KMeans(k, n_init=10, random_state=seed).fit_predict(u)
-    return GaussianMixture(k, covariance_type="full", random_state=seed).fit(u).predict(u)
 
 
 def votes(s: ClusterSettings, m: int) -> bool:

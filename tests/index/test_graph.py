@@ -307,7 +307,7 @@ def test_consensus_above_its_size_limit_is_best_cut(monkeypatch):
 
 
 def test_umap_embedding_is_reused_for_the_same_collection_graph_and_seed_only():
-    from index.clusters import umap_embedding
+    from index.umap_cut import umap_embedding
 
     x, _ = clustered(300, 16, 4, seed=15)
     g = knn_graph(x, 15)
@@ -323,37 +323,38 @@ def test_umap_embedding_is_reused_for_the_same_collection_graph_and_seed_only():
 def test_umap_embedding_kept_in_an_index_folder_is_read_back_instead_of_made_again(tmp_path, monkeypatch):
     import umap
 
-    import index.clusters as clusters
+    import index.umap_cut as umap_cut
 
     x, _ = clustered(200, 16, 4, seed=17)
     g = knn_graph(x, 15)
-    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
-    made = clusters.umap_embedding(x, g, 0, tmp_path)
+    monkeypatch.setattr(umap_cut, "_UMAP_MEMO", {})
+    made = umap_cut.umap_embedding(x, g, 0, tmp_path)
     [saved] = tmp_path.glob("umap_*.npy")
     np.testing.assert_array_equal(np.load(saved, allow_pickle=False), made)
-    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})  # another process: the page after pipelines.cluster
+    monkeypatch.setattr(umap_cut, "_UMAP_MEMO", {})  # another process: the page after pipelines.cluster
 
     def refuse(*a, **kw):
         raise AssertionError("UMAP run again")
 
     monkeypatch.setattr(umap, "UMAP", refuse)
-    np.testing.assert_array_equal(clusters.umap_embedding(x, g, 0, tmp_path), made)
+    np.testing.assert_array_equal(umap_cut.umap_embedding(x, g, 0, tmp_path), made)
     saved.write_bytes(b"not an array")  # a damaged file is made again, not trusted
-    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
+    monkeypatch.setattr(umap_cut, "_UMAP_MEMO", {})
     with pytest.raises(AssertionError, match="UMAP run again"):
-        clusters.umap_embedding(x, g, 0, tmp_path)
+        umap_cut.umap_embedding(x, g, 0, tmp_path)
 
 
 def test_after_one_clustering_kept_in_a_folder_any_other_k_needs_no_umap_run(tmp_path, monkeypatch):
     import umap
 
     import index.clusters as clusters
+    import index.umap_cut as umap_cut
 
     x, _ = clustered(240, 16, 4, spread=1.0, seed=18)
-    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})
+    monkeypatch.setattr(umap_cut, "_UMAP_MEMO", {})
     clusters.cluster_collection(x, 4, clusters.ClusterSettings(), store=tmp_path)  # what pipelines.cluster does
     assert len(list(tmp_path.glob("umap_*.npy"))) == 3  # the cut's and its two reruns' seeds
-    monkeypatch.setattr(clusters, "_UMAP_MEMO", {})  # the page, another process
+    monkeypatch.setattr(umap_cut, "_UMAP_MEMO", {})  # the page, another process
 
     def refuse(*a, **kw):
         raise AssertionError("UMAP run again")
