@@ -108,9 +108,14 @@ def open_page(browser, url: str, width: int = 1400, height: int = 900, timeout_m
 
 
 def goto_page(page, name: str) -> None:
-    """Click `name` in the page list (no page load: the app reruns) and wait for its heading."""
+    """Click `name` in the page list (no page load: the app reruns) and wait for its heading. On the
+    page already, nothing is clicked: a click would rerun it, and a drop made before that rerun has
+    drawn the uploader again is lost with the old one."""
+    heading = f"[data-testid='stMain'] h2:has-text('{HEADERS[name]}')"
+    if page.locator(heading).count():
+        return
     page.locator("[data-testid='stSidebarNav'] a").filter(has_text=name).first.click()
-    page.wait_for_selector(f"[data-testid='stMain'] h2:has-text('{HEADERS[name]}')")
+    page.wait_for_selector(heading)
 
 
 def upload(page, files: list[str | os.PathLike]) -> None:

@@ -204,6 +204,7 @@ def test_the_page_follows_an_update_made_while_it_serves(served, app_index, tmp_
         assert all(n == "40" for n, _ in seen[first_new:])  # never back to the old build
         assert "The index was updated while you were here: 40 photos (was 34)" in seen[first_new][1]
         goto_page(page, "Search")
+        settle(page, 100)  # the drop lands on the uploader of a finished run
         query = tmp_path / "copy_of_added.png"
         shutil.copy(data / "added_3.png", query)
         upload(page, [query])
