@@ -36,7 +36,8 @@ def probe(x, y, k):
     cuts = {"graph": graph_labels(g, k, s, 0)[0], "spectral": spectral_labels(aff, k, 0),
             "umap-kmeans": umap_labels(x, g, k, 0, "kmeans", u), "umap-gmm": umap_labels(x, g, k, 0, "gmm", u)}
     out = {n: cluster_scores(y, lab) for n, lab in cuts.items()}
-    out["vote"] = {**out[most_agreed(cuts)], "kept": most_agreed(cuts)}
+    kept = most_agreed(cuts)
+    out["vote"] = {**out[kept], "kept": kept}
     out["coassoc-spectral"] = cluster_scores(y, spectral_labels(coassoc(aff, list(cuts.values())), k, 0))
     u1, u2 = umap_embedding(x, g, 1), umap_embedding(x, g, 2)
     more = list(cuts.values()) + [umap_labels(x, g, k, 1, "kmeans", u1), umap_labels(x, g, k, 2, "kmeans", u2),
