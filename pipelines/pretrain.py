@@ -240,7 +240,8 @@ def run(cfg: PretrainConfig) -> dict:
     model, optimizer, base_lr = build_training(cfg, proc.device)
     spe = len(images) // cfg.batch_size
     start_step = ckpt["step"] if ckpt else 0
-    planned = ckpt["total_steps"] if ckpt else int(round(cfg.epochs * spe)) if cfg.epochs is not None else None
+    longest = int(round(cfg.epochs * spe)) if cfg.epochs is not None else None  # an --epochs plan: the most steps
+    planned = ckpt["total_steps"] if ckpt else longest
     schedule = Schedule(base_lr, max(planned or 0, 10), cfg.warmup_epochs, spe)  # refitted below
     start_from(cfg, run_dir, ckpt, model, optimizer, proc)
     enc_cfg = encoder_config(cfg, model.backbone.feat_dim)
@@ -266,7 +267,7 @@ def run(cfg: PretrainConfig) -> dict:
                                     cfg.snapshot_minutes * 60 if cfg.snapshot_minutes else None,
                                     export=lambda: encoder_to_save(model.backbone, enc_cfg, images, cfg.seed))
         metrics.write({"step": start_step, "total_steps": schedule.total_steps})  # the schedule's end, as fitted
-        pacer = make_pacer(deadline, schedule, metrics, proc.device)
+        pacer = make_pacer(deadline, schedule, metrics, proc.device, longest, cfg.max_steps)
         step, epochs = train(cfg, trainer, proc, start_step, stop_step, pacer, checkpointer, metrics)
     finally:
         metrics.close()
@@ -285,13 +286,16 @@ def augment_config(cfg: PretrainConfig) -> AugmentConfig:
                          jitter_strength=cfg.jitter_strength, normalize=cfg.normalize)
 
 
-def make_pacer(deadline: float | None, schedule: Schedule, metrics: MetricsLog, device) -> Pacer | None:
-    """A `--minutes` run's pacer: if the run falls behind, its schedule ends earlier, and
-    metrics.jsonl records the new end (the checkpoint saves the schedule's, so `--resume`
-    rebuilds the same schedule)."""
+def make_pacer(deadline: float | None, schedule: Schedule, metrics: MetricsLog, device, longest: int | None,
+               last_step: int | None) -> Pacer | None:
+    """A `--minutes` run's pacer: if the run falls behind, its schedule ends earlier; if it runs
+    faster early on than its first timed steps promised, later (up to `longest` steps, an
+    `--epochs` plan); metrics.jsonl records the new end (the checkpoint saves the schedule's, so
+    `--resume` rebuilds the same schedule). `last_step` (`--max-steps`) still stops the run."""
     if deadline is None:
         return None
-    return Pacer(deadline, schedule, lambda step, total: metrics.write({"step": step, "total_steps": total}), device)
+    return Pacer(deadline, schedule, lambda step, total: metrics.write({"step": step, "total_steps": total}), device,
+                 longest=longest, last_step=last_step)
 
 
 def encoder_config(cfg: PretrainConfig, feat_dim: int) -> EncoderConfig:

@@ -151,20 +151,27 @@ class MetricsLog:
 
 class Pacer:
     """Keeps a `--minutes` run on time. The schedule is fitted to the budget from a few timed
-    steps at the start; if the run later goes slower (other jobs on the machine, checkpoints,
-    snapshots), it would reach the deadline with its cosine unfinished. So every `every`
-    steps the rate so far is measured, and when the steps left would end after the deadline,
-    the schedule is refitted to end at the step that fits (never later than planned) and
-    `on_refit(step, total)` is told. All processes take rank 0's decision."""
+    steps at the start, which can be off either way: the run later goes slower (other jobs on
+    the machine, checkpoints, snapshots) and would reach the deadline with its cosine
+    unfinished, or it goes faster than those first steps (allocator and thread warm-up) and
+    would end with budget left over. So every `every` steps the rate so far is measured and the
+    schedule refitted to end at the step that fits: earlier whenever the steps left would end
+    after the deadline; later only in the first `extend_until` of the schedule, while the
+    learning rate is still near its peak, and never beyond `longest` (an `--epochs` plan).
+    `on_refit(step, total)` is told. `last_step` (`--max-steps`) stops the run whatever the
+    schedule. All processes take rank 0's decision."""
 
-    def __init__(self, deadline: float, schedule: Schedule, on_refit, device: torch.device, every: int = 20):
+    def __init__(self, deadline: float, schedule: Schedule, on_refit, device: torch.device, every: int = 20,
+                 longest: int | None = None, last_step: int | None = None, extend_until: float = 0.25):
         self.deadline, self.schedule, self.on_refit = deadline, schedule, on_refit
         self.device, self.every = device, every
+        self.longest, self.last_step, self.extend_until = longest, last_step, extend_until
         self.t0, self.first = None, None
 
     @property
     def stop(self) -> int:
-        return self.schedule.total_steps
+        total = self.schedule.total_steps
+        return total if self.last_step is None else min(total, self.last_step)
 
     def expired(self) -> bool:
         return distributed.any_rank(time.perf_counter() >= self.deadline, self.device)
@@ -179,25 +186,33 @@ class Pacer:
             return self.stop
         rate = (step - self.first) / max(now - self.t0, 1e-9)  # steps/s
         fits = step + max(1, int((self.deadline - now) * rate * 0.97))
-        stop = distributed.from_rank0(fits if fits < 0.99 * self.stop else self.stop, self.device)
-        if stop < self.stop:
-            log.info("behind the budget at step %d (%.2f steps/s): the schedule now ends at step %d instead of %d",
-                     step, rate, stop, self.stop)
-            self.schedule.refit(stop)
-            self.on_refit(step, stop)
+        total = self.schedule.total_steps
+        if fits < 0.99 * total:
+            new = fits
+        elif fits > 1.02 * total and step <= self.extend_until * total:
+            new = fits if self.longest is None else max(total, min(fits, self.longest))
+        else:
+            new = total
+        new = distributed.from_rank0(new, self.device)
+        if new != total:
+            log.info("%s the budget at step %d (%.2f steps/s): the schedule now ends at step %d instead of %d",
+                     "behind" if new < total else "ahead of", step, rate, new, total)
+            self.schedule.refit(new)
+            self.on_refit(step, new)
         return self.stop
 
 
 def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: int, pacer: Pacer | None,
                     checkpointer, bar, metrics: MetricsLog, log_every: int) -> dict[str, float]:
-    """Run global steps [max(start, epoch start), min(stop, epoch end)) (a `--minutes` run's
-    `pacer` may move the stop earlier, or stop at the deadline); returns stats."""
+    """Run global steps from max(start, epoch start) to the epoch's end or the stop: `stop_step`,
+    or for a `--minutes` run its `pacer`'s, which may move either way, or the deadline; returns stats."""
     spe, bs = trainer.steps_per_epoch, trainer.s.batch_size
-    first, last = max(start_step, epoch * spe), min(stop_step, (epoch + 1) * spe)
+    first, epoch_end = max(start_step, epoch * spe), (epoch + 1) * spe
+    last = min(pacer.stop if pacer is not None else stop_step, epoch_end)
     loss_sum, n, step = torch.zeros(()), 0, first
     window_t, window_imgs = time.perf_counter(), 0
     stopped_early = False
-    for step in range(first, last):
+    while step < last:
         t0 = time.perf_counter()
         loss = trainer.step(step)
         loss_value = float(loss)  # syncs; the step's time is now real
@@ -217,23 +232,24 @@ def train_one_epoch(trainer: Trainer, epoch: int, start_step: int, stop_step: in
             window_t, window_imgs = now, 0
         checkpointer.maybe_save(step + 1)
         crash_point(f"pretrain:after_step:{step + 1}")
+        step += 1
         if pacer is not None:
-            last = min(last, pacer.after_step(step + 1))
-            if step + 1 >= last:
-                break
-            if pacer.expired():
+            last = min(epoch_end, pacer.after_step(step))
+            bar.total = max(bar.total, pacer.stop)
+            if step < last and pacer.expired():
                 stopped_early = True
                 break
-    return {"epoch": epoch, "loss": float(loss_sum / max(n, 1)), "steps": n, "last_step": step + 1 if n else first,
+    return {"epoch": epoch, "loss": float(loss_sum / max(n, 1)), "steps": n, "last_step": step,
             "stopped_early": stopped_early}
 
 
 def train_epochs(trainer: Trainer, start_step: int, stop_step: int, pacer: Pacer | None, checkpointer,
                  bar, metrics: MetricsLog, log_every: int) -> tuple[int, list[dict]]:
-    """Epochs from the one holding `start_step` until `stop_step` or the deadline; returns
-    (the step reached, per-epoch stats). Raises TrainingDiverged."""
+    """Epochs from the one holding `start_step` until the stop (`stop_step`, or the pacer's) or
+    the deadline; returns (the step reached, per-epoch stats). Raises TrainingDiverged."""
     spe, step, done = trainer.steps_per_epoch, start_step, []
-    for epoch in range(start_step // spe, math.ceil(stop_step / spe)):
+    epoch = start_step // spe
+    while step < (pacer.stop if pacer is not None else stop_step):
         hook = trainer.begin_epoch(epoch, step)
         if hook:
             metrics.write({"epoch_start": epoch, "step": step, **hook})
@@ -242,11 +258,10 @@ def train_epochs(trainer: Trainer, start_step: int, stop_step: int, pacer: Pacer
         done.append(stats)
         if not stats["stopped_early"] and step % spe == 0:
             metrics.write({"epoch_end": epoch, "mean_loss": stats["loss"], "step": step})
-        if pacer is not None and step >= pacer.stop:
-            break
         if stats["stopped_early"] or (pacer is not None and pacer.expired()):
             log.info("time budget reached at step %d", step)
             break
+        epoch += 1
     return step, done
 
 

@@ -164,27 +164,68 @@ def test_a_run_that_falls_behind_its_budget_still_finishes_its_schedule(shape_fo
     assert torch.load(out / "checkpoint.pt", weights_only=True)["total_steps"] == totals[-1]
 
 
-def test_the_pacer_refits_only_when_behind_and_only_earlier(monkeypatch):
-    """Against a fake clock: 5 steps/s with 100 s left at step 0."""
+def test_the_pacer_refits_when_behind_and_early_when_ahead(monkeypatch):
+    """Against a fake clock: 5 steps/s, a 100 s budget. At step 21 (20 steps in 4 s since the
+    first call) 95.8 s x 5 steps/s x 0.97 = 464 more steps fit: the end that fits is 485."""
     from pipelines import train_loop
     clock = [0.0]
     monkeypatch.setattr(train_loop.time, "perf_counter", lambda: clock[0])
-    calls = []
-    schedule = Schedule(0.1, 1000, 1.0, 10)
-    pacer = train_loop.Pacer(100.0, schedule, lambda step, total: calls.append((step, total)), torch.device("cpu"),
-                             every=20)
-    for step in range(1, 41):
-        clock[0] = step / 5
-        stop = pacer.after_step(step)
-    # at step 21 (20 steps in 4 s): 79.8 s left x 5 steps/s x 0.97 = 387 more steps
-    assert calls == [(21, 21 + int((100 - 21 / 5) * 5 * 0.97))] and stop == calls[0][1]
-    assert schedule.total_steps == stop and len(schedule.lrs) == stop  # the one schedule, refitted
-    on_time = train_loop.Pacer(100.0, Schedule(0.1, 300, 1.0, 10), lambda *a: calls.append(a), torch.device("cpu"),
-                               every=20)
-    for step in range(1, 101):
-        clock[0] = step / 5
-        assert on_time.after_step(step) == 300  # 5 steps/s x 100 s fits 300: never refitted
-    assert len(calls) == 1
+    fits = 21 + int((100 - 21 / 5) * 5 * 0.97)
+
+    def drive(total: int, **kw):
+        calls, stops = [], []
+        schedule = Schedule(0.1, total, 1.0, 10)
+        pacer = train_loop.Pacer(100.0, schedule, lambda step, new: calls.append((step, new)), torch.device("cpu"),
+                                 every=20, **kw)
+        for step in range(1, 101):
+            clock[0] = step / 5
+            stops.append(pacer.after_step(step))
+        return calls, stops, schedule
+
+    calls, stops, schedule = drive(1000)  # behind: ends earlier, once
+    assert calls == [(21, fits)] and stops[-1] == fits
+    assert schedule.total_steps == fits and len(schedule.lrs) == fits  # the one schedule, refitted
+    calls, stops, _ = drive(480)  # within 1-2% of what fits: never refitted
+    assert calls == [] and set(stops) == {480}
+    calls, stops, _ = drive(300)  # ahead within its first quarter: ends later, once
+    assert calls == [(21, fits)] and stops[-1] == fits
+    assert drive(300, longest=400)[0] == [(21, 400)]  # never beyond an --epochs plan
+    assert drive(60)[0] == []  # ahead only past its first quarter: the lr is already decaying, kept
+    calls, stops, schedule = drive(300, last_step=250)  # --max-steps stops the run, the schedule is refitted
+    assert calls == [(21, fits)] and schedule.total_steps == fits and stops[-1] == 250
+
+
+def test_a_run_faster_than_its_first_steps_uses_its_budget(shape_folder, tmp_path, monkeypatch):
+    """The run's clock advances only when a step runs: 0.2 s for each of the 10 steps timed
+    before the run (calibration), then 0.1 s, so the timed steps promise half of what the run
+    can do. The schedule is refitted later while its lr is near the peak, and the run reaches
+    its new end, lr near 0, before the deadline, instead of finishing early with budget unused."""
+    from types import SimpleNamespace
+
+    from pipelines import train_loop
+    real_step = train_loop.Trainer.step
+    now, calls = [0.0], [0]
+
+    def step_timed(self, step):
+        calls[0] += 1
+        now[0] += 0.2 if calls[0] <= 10 else 0.1
+        return real_step(self, step)
+    clock = SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
+    monkeypatch.setattr(train_loop.Trainer, "step", step_timed)
+    monkeypatch.setattr(train_loop, "time", clock)
+    monkeypatch.setattr(pretrain, "time", clock)
+    out = tmp_path / "run"
+    recs = run_pretrain(shape_folder, out, "--minutes", "0.45", "--lr", "0.1", "--whiten", "false")
+    summary = json.loads((out / "summary.json").read_text())
+    totals = [r["total_steps"] for r in recs if "total_steps" in r]
+    assert len(totals) >= 2 and totals == sorted(totals), totals  # refitted, only later
+    assert totals[-1] > 2 * totals[0] and summary["total_steps"] == totals[-1] == summary["step"]
+    assert 0.9 * 27 <= now[0] <= 27  # the budget used, not overrun
+    steps = [r for r in recs if "loss" in r]
+    assert [r["step"] for r in steps] == list(range(1, summary["step"] + 1))  # every step once
+    lrs = scheduled_lrs(recs, 0.1 * 32 / 256, 8)
+    assert [r["lr"] for r in steps] == pytest.approx(lrs, rel=1e-6)
+    assert steps[-1]["lr"] < 0.02 * max(lrs)
 
 
 def test_resume_is_a_config_field_saved_with_the_run(shape_folder, tmp_path):
