@@ -1,0 +1,45 @@
+"""Proxy for the encoder recipe on clustering: each run's embedding of the 10k Fashion-MNIST test
+images, clustered by the default (consensus) at the true K, one JSON line per run.
+
+    python bench/results/encoder_probe/probe.py OUT.jsonl TAG=RUN [TAG=RUN ...]
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import datasets  # noqa: E402
+from encoders.embed import embed_tensor  # noqa: E402
+from encoders.evaluation import cluster_scores  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
+from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
+
+out = Path(sys.argv[1])
+for arg in sys.argv[2:]:
+    tag, run = arg.split("=", 1)
+    encoder = load_encoder(Path(run), torch.device("cpu"))
+    images, y = datasets.labelled_images("fmnist", encoder.cfg.image_size)
+    x = embed_tensor(encoder, images)
+    row = {"tag": tag, "run": run, "steps": json.loads((Path(run) / "summary.json").read_text()).get("step")
+           if (Path(run) / "summary.json").exists() else None}
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = z @ z.T  # (M, M)
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
+    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=10)  # (M, 10)
+    row["knn20"] = round(float((votes.argmax(1) == y).mean()), 4)  # leave-one-out 20-NN accuracy
+    del sim
+    for alg in ("consensus", "spectral", "graph", "umap-kmeans"):
+        t0 = time.perf_counter()
+        res = cluster_collection(x, 10, ClusterSettings(algorithm=alg, stability_runs=0))
+        row[alg] = {k: round(float(v), 4) for k, v in cluster_scores(y, res.clustering.labels).items()}
+        row[alg]["seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(row), flush=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
