@@ -162,8 +162,11 @@ def test_whitening_probe(tiny, shootout):
     out = tiny["root"] / "whitening_probe.json"
     mixed = tiny["root"] / "simclr-mixed"  # the probe reads any encoder; the folder's name picks the collection
     mixed.symlink_to(shootout / "simclr-fmnist")
-    run("whitening_probe.py", shootout / "simclr-fmnist", mixed, "--out", out, env=tiny["env"])
-    assert {r["run"] for r in json.loads(out.read_text())} == {str(shootout / "simclr-fmnist"), str(mixed)}
+    run("whitening_probe.py", shootout / "simclr-fmnist", mixed, "--out", out, "--shrinkage", "0.1",
+        "--keep", "256", "32", env=tiny["env"])  # 4 of the 24 settings: each is a clustering
+    rows = json.loads(out.read_text())
+    assert {r["run"] for r in rows} == {str(shootout / "simclr-fmnist"), str(mixed)}
+    assert sorted((r["s"], r["k"]) for r in rows) == [(0.1, 32), (0.1, 32), (0.1, 256), (0.1, 256)]
 
 
 def test_readout_bench(tiny, shootout):
