@@ -129,26 +129,35 @@ def scheduled_lrs(recs: list[dict], base: float, steps_per_epoch: int) -> list[f
     return out
 
 
+def run_on_fake_clock(monkeypatch, seconds, *args) -> tuple[list[dict], float]:
+    """run_pretrain(*args) on a clock that advances only when a training step runs, by
+    `seconds(call, step)` (call: 1 for the first step run, timed ones included); returns the
+    metrics records and the clock at the end."""
+    from types import SimpleNamespace
+
+    from pipelines import train_loop
+    real_step = train_loop.Trainer.step
+    now, calls = [0.0], [0]
+
+    def timed_step(self, step):
+        calls[0] += 1
+        now[0] += seconds(calls[0], step)
+        return real_step(self, step)
+    clock = SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
+    monkeypatch.setattr(train_loop.Trainer, "step", timed_step)
+    monkeypatch.setattr(train_loop, "time", clock)
+    monkeypatch.setattr(pretrain, "time", clock)
+    return run_pretrain(*args), now[0]
+
+
 def test_a_run_that_falls_behind_its_budget_still_finishes_its_schedule(shape_folder, tmp_path, monkeypatch):
     """The run's clock advances only when a step runs: 0.1 s a step, 0.35 s from step 10 on, so the
     steps timed at the start (0..9) promise more than the run gets, whatever the machine's load.
     The schedule is refitted (ends earlier), and the run reaches its new end, lr near 0, by the
     deadline, instead of being cut off mid-cosine."""
-    from types import SimpleNamespace
-
-    from pipelines import train_loop
-    real_step = train_loop.Trainer.step
-    now = [0.0]
-
-    def slow_step(self, step):
-        now[0] += 0.1 if step < 10 else 0.35
-        return real_step(self, step)
-    clock = SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
-    monkeypatch.setattr(train_loop.Trainer, "step", slow_step)
-    monkeypatch.setattr(train_loop, "time", clock)
-    monkeypatch.setattr(pretrain, "time", clock)
     out = tmp_path / "run"
-    recs = run_pretrain(shape_folder, out, "--minutes", "0.25", "--lr", "0.1", "--whiten", "false")
+    recs, _ = run_on_fake_clock(monkeypatch, lambda call, step: 0.1 if step < 10 else 0.35,
+                                shape_folder, out, "--minutes", "0.25", "--lr", "0.1", "--whiten", "false")
     summary = json.loads((out / "summary.json").read_text())
     totals = [r["total_steps"] for r in recs if "total_steps" in r]
     assert len(totals) >= 2 and totals == sorted(totals, reverse=True), totals  # refitted, only ever earlier
@@ -200,27 +209,14 @@ def test_a_run_faster_than_its_first_steps_uses_its_budget(shape_folder, tmp_pat
     before the run (calibration), then 0.1 s, so the timed steps promise half of what the run
     can do. The schedule is refitted later while its lr is near the peak, and the run reaches
     its new end, lr near 0, before the deadline, instead of finishing early with budget unused."""
-    from types import SimpleNamespace
-
-    from pipelines import train_loop
-    real_step = train_loop.Trainer.step
-    now, calls = [0.0], [0]
-
-    def step_timed(self, step):
-        calls[0] += 1
-        now[0] += 0.2 if calls[0] <= 10 else 0.1
-        return real_step(self, step)
-    clock = SimpleNamespace(perf_counter=lambda: now[0], time=time.time)
-    monkeypatch.setattr(train_loop.Trainer, "step", step_timed)
-    monkeypatch.setattr(train_loop, "time", clock)
-    monkeypatch.setattr(pretrain, "time", clock)
     out = tmp_path / "run"
-    recs = run_pretrain(shape_folder, out, "--minutes", "0.45", "--lr", "0.1", "--whiten", "false")
+    recs, now = run_on_fake_clock(monkeypatch, lambda call, step: 0.2 if call <= 10 else 0.1,
+                                  shape_folder, out, "--minutes", "0.45", "--lr", "0.1", "--whiten", "false")
     summary = json.loads((out / "summary.json").read_text())
     totals = [r["total_steps"] for r in recs if "total_steps" in r]
     assert len(totals) >= 2 and totals == sorted(totals), totals  # refitted, only later
     assert totals[-1] > 2 * totals[0] and summary["total_steps"] == totals[-1] == summary["step"]
-    assert 0.9 * 27 <= now[0] <= 27  # the budget used, not overrun
+    assert 0.9 * 27 <= now <= 27  # the budget used, not overrun
     steps = [r for r in recs if "loss" in r]
     assert [r["step"] for r in steps] == list(range(1, summary["step"] + 1))  # every step once
     lrs = scheduled_lrs(recs, 0.1 * 32 / 256, 8)
