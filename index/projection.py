@@ -66,7 +66,8 @@ def project_2d(x: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
         return tsne_2d(x, seed)
     if not umap_available():
         raise ValueError("UMAP needs the umap-learn package (pip install umap-learn); use pca or tsne")
-    import umap
+    from index.umap_cut import import_umap
+    umap = import_umap()
 
     n_neighbors = int(min(15, len(x) - 1))
     return umap.UMAP(n_components=2, metric="cosine", n_neighbors=n_neighbors,

@@ -17,6 +17,32 @@ import numpy as np
 from encoders.files import atomic_write_bytes
 from index.graph import Neighbours
 
+
+def import_umap():
+    """umap-learn, with its numba kernels compiled once per machine instead of once per process.
+
+    umap-learn jit-compiles its kernels (`smooth_knn_dist`, `compute_membership_strengths`, the
+    layout epochs, the exact neighbours of small inputs) without numba's on-disk cache: seconds of
+    compiling in every new process before its first UMAP (bench/results/umap_first_fit.json).
+    Caching is switched on for the module-level kernels of `umap.umap_`, `umap.layouts`,
+    `umap.utils` and `umap.distances`;
+    numba keeps the cache beside umap's sources (or in its user cache dir when those are
+    read-only) and recompiles when umap's source or the CPU changes. Kernels numba cannot
+    cache (closures over functions) are compiled as before."""
+    import umap
+    import umap.distances
+    import umap.layouts
+    import umap.umap_
+    import umap.utils
+    from numba.core.dispatcher import Dispatcher
+
+    for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
+        for f in vars(module).values():
+            if isinstance(f, Dispatcher) and f.__module__ == module.__name__:
+                f.enable_caching()
+    return umap
+
+
 UMAP_MEMO_SIZE = 6  # UMAP embeddings kept (a clustering and its two stability reruns, for two collections)
 _UMAP_MEMO: dict[str, np.ndarray] = {}  # digest of (x, neighbour ids, seed) -> (M, 10), oldest first
 
@@ -30,7 +56,7 @@ def umap_embedding(x: np.ndarray, graph: Neighbours, seed: int, store: str | os.
     import hashlib
     import warnings
 
-    import umap
+    umap = import_umap()
 
     # x and the neighbour ids fix the graph (its cosines follow from them; their last bits vary with
     # the thread count of the search, so they are left out of the key)

@@ -28,7 +28,8 @@ SMOKED = {"datasets.py", "train_step_speed.py", "embed_throughput.py", "index_be
           "faiss_gpu_kmeans.py", "methods_shootout.py", "whitening_probe.py", "recipe_sweep.py",
           "train_vs_lightly.py", "lightly_worker.py", "browser_latency.py", "screenshots.py", "cluster_bench.py",
           "cluster_page.py", "duplicates_bench.py", "duplicates_page.py", "page_load.py", "library_bench.py",
-          "library_gen.py", "page_latency.py", "readout_bench.py", "knn_graph_bench.py"}
+          "library_gen.py", "page_latency.py", "readout_bench.py", "knn_graph_bench.py",
+          "umap_first_fit.py"}
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -211,6 +212,13 @@ def test_knn_graph_bench(tiny, shootout):
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 4 and rows["exact"]["recall_at_15"] == 1.0
     assert all(0 < r["recall_at_15"] <= 1 and 0 <= r["nmi_k10"] <= 1 and r["k"] >= 2 for r in rows.values())
+
+
+def test_umap_first_fit(tiny):
+    out = tiny["root"] / "umap_first_fit.json"
+    run("umap_first_fit.py", "--n", "200", "--cases", "shipped", "--out", out, env=tiny["env"])  # one fresh process
+    r = json.loads(out.read_text())
+    assert set(r["cases"]) == {"shipped"} and all(v >= 0 for v in r["cases"]["shipped"].values())
 
 
 def test_recipe_sweep(tiny):

@@ -1,5 +1,6 @@
 """index/graph.py against references: brute-force neighbours, networkx modularity, a naive merge loop."""
 import itertools
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -318,6 +319,30 @@ def test_umap_embedding_is_reused_for_the_same_collection_graph_and_seed_only():
     for other in (umap_embedding(x, g, 1), umap_embedding(x, knn_graph(x, 10), 0),
                   umap_embedding(y, knn_graph(y, 15), 0)):
         assert other is not first and not np.array_equal(other, first)
+
+
+def test_umap_kernels_compiled_in_one_process_are_loaded_from_numba_cache_by_the_next():
+    """Two fresh processes run the same UMAP: the second loads umap's kernels from numba's cache
+    (cache hits, no compile) and gets the same embedding to the bit."""
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, sys, numpy as np\n"
+        "from index.graph import knn_graph\n"
+        "from index.umap_cut import import_umap, umap_embedding\n"
+        "x = np.random.default_rng(0).standard_normal((120, 8)).astype(np.float32)\n"
+        "x /= np.linalg.norm(x, axis=1, keepdims=True)\n"
+        "u = umap_embedding(x, knn_graph(x, 15), 0)\n"
+        "m = import_umap()\n"
+        "kernels = (m.umap_.smooth_knn_dist, m.umap_.compute_membership_strengths,\n"
+        "           m.layouts._nb_optimize_layout_euclidean_single_epoch)\n"
+        "print(hashlib.sha256(u.tobytes()).hexdigest(), min(sum(k.stats.cache_hits.values()) for k in kernels))\n")
+    root = Path(__file__).resolve().parents[2]
+    runs = [subprocess.run([sys.executable, "-c", script], cwd=root, check=True, capture_output=True,
+                           text=True).stdout.split() for _ in range(2)]  # numba's cache where umap is installed
+    assert runs[0][0] == runs[1][0]  # the same embedding
+    assert runs[1][1] != "0"  # every kernel loaded from the cache (written by the first run, or earlier)
 
 
 def test_umap_embedding_kept_in_an_index_folder_is_read_back_instead_of_made_again(tmp_path, monkeypatch):

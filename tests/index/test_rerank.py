@@ -25,9 +25,10 @@ def data():
 
 @pytest.fixture(scope="module")
 def built(data):
-    """key -> that index built on `data`, once per module (training OPQ takes most of a minute)."""
+    """key -> that index built on `data`, once per module, trained on a third of it (OPQ's rotation
+    trains in ~8 s on 4,000 vectors here, ~35 s on all 12,000)."""
     xb, _, ids = data
-    return functools.cache(lambda key: build_index(xb, ids, key))
+    return functools.cache(lambda key: build_index(xb, ids, key, train_size=4000))
 
 
 def test_row_map_inverts_ids():
