@@ -216,9 +216,9 @@ def test_knn_graph_bench(tiny, shootout):
 
 def test_umap_first_fit(tiny):
     out = tiny["root"] / "umap_first_fit.json"
-    run("umap_first_fit.py", "--n", "200", "--cases", "shipped", "--out", out, env=tiny["env"])  # one fresh process
-    r = json.loads(out.read_text())
-    assert set(r["cases"]) == {"shipped"} and all(v >= 0 for v in r["cases"]["shipped"].values())
+    run("umap_first_fit.py", "--n", "200", "--cases", "warm", "--machine-cache", "--out", out, env=tiny["env"])
+    r = json.loads(out.read_text())  # one fresh process, umap's kernels from the cache the suite's UMAPs filled
+    assert set(r["cases"]) == {"warm"} and all(v >= 0 for v in r["cases"]["warm"].values())
 
 
 def test_recipe_sweep(tiny):
