@@ -8,6 +8,7 @@ Legend: M images, D embedding dim, K clusters, k neighbours.
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from encoders.files import atomic_write_bytes
 from index.graph import Neighbours
 
 
+@functools.cache
 def import_umap():
     """umap-learn, with its numba kernels compiled once per machine instead of once per process.
 
@@ -27,8 +29,8 @@ def import_umap():
     Caching is switched on for the module-level kernels of `umap.umap_`, `umap.layouts`,
     `umap.utils` and `umap.distances`;
     numba keeps the cache beside umap's sources (or in its user cache dir when those are
-    read-only) and recompiles when umap's source or the CPU changes. Kernels numba cannot
-    cache (closures over functions) are compiled as before."""
+    read-only) and recompiles when umap's source or the CPU changes. Where numba finds no writable
+    place, or for kernels it cannot cache, they are compiled in each process as before."""
     import umap
     import umap.distances
     import umap.layouts
@@ -39,7 +41,10 @@ def import_umap():
     for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
         for f in vars(module).values():
             if isinstance(f, Dispatcher) and f.__module__ == module.__name__:
-                f.enable_caching()
+                try:
+                    f.enable_caching()
+                except RuntimeError:  # "no locator available": nowhere to keep the cache
+                    pass
     return umap
 
 

@@ -26,7 +26,7 @@ def data():
 @pytest.fixture(scope="module")
 def built(data):
     """key -> that index built on `data`, once per module, trained on a third of it (OPQ's rotation
-    trains in ~8 s on 4,000 vectors here, ~35 s on all 12,000)."""
+    trained on all 12,000 takes most of a minute on 2 cores)."""
     xb, _, ids = data
     return functools.cache(lambda key: build_index(xb, ids, key, train_size=4000))
 
