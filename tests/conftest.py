@@ -18,6 +18,15 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHAPES = ("ellipse", "rectangle", "triangle", "cross")
+# The files that take longest, longest first. `--dist loadfile` hands whole files to the workers in
+# collection order; the longest ones start first so that neither worker is left alone at the end.
+LONGEST_FILES = ("test_bench_smoke.py", "test_pretrain.py", "test_browser.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Collect LONGEST_FILES first (in that order), every other test after them in its usual order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
 
 
 def draw_shape_image(kind: str, rng: np.random.Generator, size: int = 40) -> Image.Image:
