@@ -73,6 +73,16 @@ def folder_collection(run: Path, limit: int | None, name: str = "mixed") -> tupl
     return features(run, images[torch.from_numpy(pick)]), y[pick]
 
 
+def probe_feature_sets(specs: list[str]):
+    """For the probes beside their results in bench/results/: each "NAME=RUN" (NAME: fmnist or a
+    folder of bench/datasets.py) -> ("NAME RUN FEATURES", x, y) for its learned and raw-pixel features."""
+    for spec in specs:
+        name, run = spec.split("=")
+        feats, y = fmnist_collection(Path(run), None) if name == "fmnist" else folder_collection(Path(run), None, name)
+        for fname in ("learned", "raw pixels"):
+            yield f"{name} {run} {fname}", feats[fname], y
+
+
 def unsorted_scores(y: np.ndarray, labels: np.ndarray, unsorted: np.ndarray) -> dict:
     """The share of images left unsorted, and how often an image's class is not the commonest class of
     its group, among the unsorted and among the others: labels tell whether leaving them out was right."""

@@ -49,18 +49,13 @@ def probe(x, y, k):
 def main():
     path = ROOT / "bench/results/ensemble/ensemble_probe.json"
     res = json.loads(path.read_text()) if path.exists() else {}
-    for arg in sys.argv[1:]:
-        name, run = arg.split("=")
-        load = cluster_bench.fmnist_collection if name == "fmnist" else (
-            lambda r, lim: cluster_bench.folder_collection(r, lim, name))
-        feats, y = load(Path(run), None)
-        for fname in ("learned", "raw pixels"):
-            t0 = time.time()
-            r = probe(feats[fname], y, len(np.unique(y)))
-            res[f"{name} {run} {fname}"] = r
-            print(name, fname, f"{time.time() - t0:.0f}s",
-                  {n: (round(v["nmi"], 3), round(v["acc"], 3)) for n, v in r.items()}, flush=True)
-            path.write_text(json.dumps(res, indent=1, default=str))
+    for key, x, y in cluster_bench.probe_feature_sets(sys.argv[1:]):
+        t0 = time.time()
+        r = probe(x, y, len(np.unique(y)))
+        res[key] = r
+        print(key, f"{time.time() - t0:.0f}s",
+              {n: (round(v["nmi"], 3), round(v["acc"], 3)) for n, v in r.items()}, flush=True)
+        path.write_text(json.dumps(res, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -56,16 +56,11 @@ def probe(x, y, true_k):
 def main():
     path = ROOT / "bench/results/k_probe/k_probe.json"
     res = json.loads(path.read_text()) if path.exists() else {}
-    for arg in sys.argv[1:]:
-        name, run = arg.split("=")
-        load = cluster_bench.fmnist_collection if name == "fmnist" else (
-            lambda r, lim: cluster_bench.folder_collection(r, lim, name))
-        feats, y = load(Path(run), None)
-        for fname in ("learned", "raw pixels"):
-            r = probe(feats[fname], y, len(np.unique(y)))
-            res[f"{name} {run} {fname}"] = r
-            print(name, fname, "true", r["true_k"], "modularity K", r["auto_k_modularity"], "best K by", r["best_k_by"])
-            path.write_text(json.dumps(res, indent=1) + "\n")
+    for key, x, y in cluster_bench.probe_feature_sets(sys.argv[1:]):
+        r = probe(x, y, len(np.unique(y)))
+        res[key] = r
+        print(key, "true", r["true_k"], "modularity K", r["auto_k_modularity"], "best K by", r["best_k_by"])
+        path.write_text(json.dumps(res, indent=1) + "\n")
 
 
 if __name__ == "__main__":
