@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# pytest-xdist workers: one more than the cores, as many tests wait on a server, a browser or a CLI
+# they started (bench/results/test_workers.json; docs/design.md, Checks)
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 
 .PHONY: setup setup-gpu sysdeps test demo bench clean
 
@@ -28,7 +31,7 @@ sysdeps:
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n auto --dist loadfile tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 DATA    ?=
 MINUTES ?=

@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import sys
 
-# Under pytest-xdist (`make test`, docs/design.md) each worker gets its share of the cores, set
-# before numpy, torch or faiss start their thread pools: workers x threads = cores, not cores^2.
+# Under pytest-xdist (`make test`, docs/design.md) each worker gets its share of the cores (at least
+# one thread), set before numpy, torch or faiss start their thread pools: about as many threads as
+# cores in all, not cores^2.
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     os.environ.setdefault("OMP_NUM_THREADS",
                           str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
