@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # pytest-xdist workers: one more than the cores, as many tests wait on a server, a browser or a CLI
 # they started (bench/results/test_workers.json; docs/design.md, Checks)
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN) + 1 )))
 
 .PHONY: setup setup-gpu sysdeps test demo bench clean
 
