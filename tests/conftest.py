@@ -7,9 +7,10 @@ import sys
 # Under pytest-xdist (`make test`, docs/design.md) each worker gets its share of the cores (at least
 # one thread), set before numpy, torch or faiss start their thread pools: about as many threads as
 # cores in all, not cores^2.
+# Cores as the Makefile counts them (`nproc`: the ones this process may run on).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    os.environ.setdefault("OMP_NUM_THREADS",
-                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHAPES = ("ellipse", "rectangle", "triangle", "cross")
 # The files that take longest, longest first. `--dist loadfile` hands whole files to the workers in
-# collection order; the longest ones start first so that neither worker is left alone at the end.
+# collection order; the longest ones start first so that no worker is left alone with one at the end.
 LONGEST_FILES = ("test_bench_smoke.py", "test_pretrain.py", "test_browser.py")
 
 
