@@ -8,7 +8,8 @@ so that an augmented image and an augmented neighbour get the same soft assignme
 self-labelling: images whose weak view is assigned with probability > 0.99 train the
 strong view on that label.
 
-    python bench/results/scan_finetune/probe.py OUT.jsonl RUN [--epochs E] [--selflabel S] [--head-only]
+    python bench/results/scan_finetune/probe.py OUT.jsonl RUN [--epochs E] [--selflabel S]
+        [--head-only | --frozen-weights]
 """
 import argparse
 import copy
@@ -44,7 +45,8 @@ p.add_argument("--sl-lr", type=float, default=1e-4)
 p.add_argument("--threshold", type=float, default=0.99)
 p.add_argument("--batch", type=int, default=128)
 p.add_argument("--heads", type=int, default=5)
-p.add_argument("--head-only", action="store_true")
+p.add_argument("--head-only", action="store_true")  # backbone frozen, BatchNorm in eval mode
+p.add_argument("--frozen-weights", action="store_true")  # backbone frozen, BatchNorm statistics from the views
 p.add_argument("--head", choices=["linear", "bn", "mlp"], default="linear")
 p.add_argument("--min-scale", type=float, default=0.2)
 p.add_argument("--tag", default="")
@@ -62,7 +64,8 @@ nn_idx = torch.from_numpy(np.argpartition(-sim, a.neighbours, axis=1)[:, :a.neig
 nn_acc = float((y[nn_idx.numpy()] == y[:, None]).mean())
 del sim
 
-backbone = copy.deepcopy(enc.backbone).train()
+tune = not (a.head_only or a.frozen_weights)
+backbone = copy.deepcopy(enc.backbone).train().requires_grad_(tune)  # saved encoders load frozen
 readout_dim = cfg.readout_dim
 
 
@@ -75,7 +78,7 @@ def make_head() -> nn.Module:
 
 
 heads = nn.ModuleList(make_head() for _ in range(a.heads))
-params = list(heads.parameters()) + ([] if a.head_only else list(backbone.parameters()))
+params = list(heads.parameters()) + (list(backbone.parameters()) if tune else [])
 opt = torch.optim.Adam(params, lr=a.lr, weight_decay=1e-4)
 strong = BatchSimCLRAugment(AugmentConfig(image_size=cfg.image_size, min_scale=a.min_scale, normalize=cfg.normalize,
                                           mean=cfg.mean, std=cfg.std))
@@ -119,7 +122,8 @@ def report(stage: str, epoch: int) -> None:
     prob = predict()  # (H, M, K)
     best = int(losses.argmin()) if losses.any() else 0
     pred = prob[best].argmax(1).numpy()
-    row = {"tag": a.tag, "run": a.run, "stage": stage, "epoch": epoch, "head": best, "nn_acc": round(nn_acc, 4),
+    row = {"tag": a.tag, "run": a.run, "backbone_trained": tune, "stage": stage, "epoch": epoch,
+           "head": best, "nn_acc": round(nn_acc, 4),
            **{k: round(v, 4) for k, v in cluster_scores(y, pred).items()},
            "clusters": int(len(np.unique(pred))), "seconds": round(time.perf_counter() - t0, 1),
            "args": vars(a)}
