@@ -12,6 +12,8 @@ plus a labels.json beside it, {relative path: label}, which the product never re
     fmnist-8px     2,000 Fashion-MNIST test images at 8x8 pixels and 17 grey levels, 10 classes
     photos         real photos that install offline: scikit-image / scikit-learn samples and
                    the Debian background packages of pipelines.sample_photos (label = photo)
+    scenes         30 random crops of each of 44 of those photos, labelled by the photo: a
+                   collection of many shots of a few dozen real scenes, 44 groups
 
     python bench/datasets.py [NAME ...]      # all of them by default
 
@@ -150,6 +152,48 @@ def photos() -> Path:
     return _finish(folder, {str(p.relative_to(folder)): i for i, p in enumerate(files)})
 
 
+# a photo that shows the same picture as another: scikit-image's cat is its chelsea (GNOME's dark variants
+# of light wallpapers are left out by name, in `scenes`)
+SAME_PICTURE = ("skimage_cat.png",)
+
+
+def scene_crops(sources: list[Path], folder: Path, per_photo: int = 30, side: int = 128, seed: int = 0) -> dict:
+    """`per_photo` random crops of each photo in `sources` as JPEGs in `folder`, {name: index of its photo}.
+    Each crop covers 10-40% of its photo's area, aspect 3/4-4/3, anywhere in it, resized to `side` px on
+    the shorter side: different parts of one scene, as several shots of it would be."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for label, src in enumerate(sources):
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            for j in range(per_photo):
+                area = rng.uniform(0.1, 0.4) * w * h
+                ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+                cw, ch = min(w, round(np.sqrt(area * ratio))), min(h, round(np.sqrt(area / ratio)))
+                x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+                crop = im.crop((x0, y0, x0 + cw, y0 + ch))
+                scale = side / min(cw, ch)
+                crop = crop.resize((max(side, round(cw * scale)), max(side, round(ch * scale))), Image.BICUBIC)
+                name = f"scene{label:02d}_{j:03d}.jpg"
+                crop.save(folder / name, quality=90)
+                labels[name] = label
+    return labels
+
+
+def scenes() -> Path:
+    """`scene_crops` of the `photos`, one of each pair that shows the same picture left out."""
+    folder = ROOT / "scenes"
+    if (ROOT / "scenes.labels.json").is_file():
+        return folder
+    files = sorted(p for p in photos().rglob("*") if p.is_file())
+    names = {p.name for p in files}
+    keep = [p for p in files if p.name not in SAME_PICTURE
+            and not (p.stem.endswith("-d") and p.name.replace("-d.", "-l.") in names)]
+    return _finish(folder, scene_crops(keep[:LIMIT], folder))
+
+
 def labelled_images(name: str, size: int):
     """uint8 (M, 3, size, size) images and int64 (M,) labels of a labelled collection: "fmnist" = the
     10,000 Fashion-MNIST test images, any other name = that folder of BUILDERS, decoded as the product does."""
@@ -173,7 +217,8 @@ def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
 
 
 BUILDERS = {"fmnist-train": fmnist, "fmnist-10k": lambda: fmnist(10_000), "mixed": mixed, "mnist-5k": mnist,
-            "mnist-8px": mnist_8px, "mnist-12px": mnist_12px, "fmnist-8px": fmnist_8px, "photos": photos}
+            "mnist-8px": mnist_8px, "mnist-12px": mnist_12px, "fmnist-8px": fmnist_8px, "photos": photos,
+            "scenes": scenes}
 
 
 def get(name: str) -> Path:

@@ -116,6 +116,33 @@ def test_datasets(tiny):
     # tested on its own in tests/pipelines/test_demo.py
 
 
+def test_scene_crops_are_parts_of_their_photo(tmp_path):
+    """`scenes`' crops, on photos whose red channel is the column and green the row: each crop's
+    pixels must come from one region of its own photo covering 10-40% of it, shorter side 128 px."""
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("datasets", BENCH / "datasets.py")
+    datasets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(datasets)
+    w, h = 250, 200
+    cols, rows = np.meshgrid(np.arange(w), np.arange(h))  # (h, w) each
+    sources = []
+    for i, blue in enumerate((0, 255)):  # photo i told apart by its blue channel
+        path = tmp_path / f"photo{i}.png"
+        Image.fromarray(np.stack([cols, rows, np.full_like(cols, blue)], -1).astype(np.uint8)).save(path)
+        sources.append(path)
+    labels = datasets.scene_crops(sources, tmp_path / "scenes", per_photo=6, seed=1)
+    assert sorted(labels.values()) == [0] * 6 + [1] * 6
+    for name, label in labels.items():
+        a = np.asarray(Image.open(tmp_path / "scenes" / name).convert("RGB"), np.float32)  # (h', w', 3)
+        assert min(a.shape[:2]) == 128
+        assert abs(a[..., 2].mean() - 255 * label) < 8  # from its own photo (JPEG moves values a little)
+        x0, x1 = np.percentile(a[..., 0], [0.5, 99.5])
+        y0, y1 = np.percentile(a[..., 1], [0.5, 99.5])
+        assert -4 <= x0 < x1 <= w + 3 and -4 <= y0 < y1 <= h + 3
+        assert 0.08 <= (x1 - x0) * (y1 - y0) / (w * h) <= 0.42  # the crop's share of the photo
+
+
 def test_train_step_speed(tiny):
     out = tiny["root"] / "train_step_speed.json"
     run("train_step_speed.py", "--backbones", "smallcnn", "--image-size", "16", "--batch-size", "8", "--steps", "1",
