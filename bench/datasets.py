@@ -32,6 +32,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from encoders.copies import random_box  # noqa: E402
+
 ROOT = Path(os.environ.get("BENCH_DATA", Path(__file__).resolve().parents[1] / "data" / "bench"))
 LIMIT = int(os.environ.get("BENCH_LIMIT", 0)) or None  # at most this many images per source
 
@@ -167,13 +169,9 @@ def scene_crops(sources: list[Path], folder: Path, per_photo: int = 30, side: in
     for label, src in enumerate(sources):
         with Image.open(src) as im:
             im = im.convert("RGB")
-            w, h = im.size
             for j in range(per_photo):
-                area = rng.uniform(0.1, 0.4) * w * h
-                ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-                cw, ch = min(w, round(np.sqrt(area * ratio))), min(h, round(np.sqrt(area / ratio)))
-                x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-                crop = im.crop((x0, y0, x0 + cw, y0 + ch))
+                crop = im.crop(random_box(*im.size, (0.1, 0.4), rng))
+                cw, ch = crop.size
                 scale = side / min(cw, ch)
                 crop = crop.resize((max(side, round(cw * scale)), max(side, round(ch * scale))), Image.BICUBIC)
                 name = f"scene{label:02d}_{j:03d}.jpg"

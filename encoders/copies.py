@@ -18,17 +18,23 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 
+def random_box(w: int, h: int, area: tuple[float, float], rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """A random (x0, y0, x1, y1) box inside a w x h image covering a fraction of its area drawn from
+    `area`, aspect 3/4-4/3, anywhere in it."""
+    a = rng.uniform(*area)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    cw = int(round(min(w, np.sqrt(a * w * h * aspect))))
+    ch = int(round(min(h, np.sqrt(a * w * h / aspect))))
+    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    return x0, y0, x0 + cw, y0 + ch
+
+
 def crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Keep 50-80% of the area at a random place, then resize to 50-100% of the original size."""
-    w, h = img.size
-    area = rng.uniform(0.5, 0.8)
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    cw = int(round(min(w, np.sqrt(area * w * h * aspect))))
-    ch = int(round(min(h, np.sqrt(area * w * h / aspect))))
-    x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-    out = img.crop((x0, y0, x0 + cw, y0 + ch))
+    box = random_box(*img.size, (0.5, 0.8), rng)
+    out = img.crop(box)
     s = rng.uniform(0.5, 1.0)
-    return out.resize((max(1, int(cw * s)), max(1, int(ch * s))), Image.Resampling.BICUBIC)
+    return out.resize((max(1, int(out.width * s)), max(1, int(out.height * s))), Image.Resampling.BICUBIC)
 
 
 def tone(img: Image.Image, rng: np.random.Generator) -> Image.Image:

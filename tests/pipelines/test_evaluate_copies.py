@@ -69,6 +69,19 @@ def test_edits_do_what_they_say():
     assert np.array_equal(np.asarray(img), before)  # originals are never modified
 
 
+@pytest.mark.parametrize("area", [(0.1, 0.4), (0.5, 0.8)])
+def test_random_box_lies_inside_and_covers_the_asked_area(area):
+    rng = np.random.default_rng(0)
+    for w, h in [(457, 301), (64, 640), (33, 33)]:
+        for _ in range(200):
+            x0, y0, x1, y1 = copies.random_box(w, h, area, rng)
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+            cw, ch = x1 - x0, y1 - y0
+            if cw < w and ch < h:  # not clipped by a side: area and aspect as drawn, up to rounding
+                assert area[0] * w * h - (cw + ch + 1) <= cw * ch <= area[1] * w * h + (cw + ch + 1)
+                assert 3 / 4 - 1 / min(cw, ch) <= cw / ch <= 4 / 3 + 1 / min(cw, ch)
+
+
 def test_an_exact_encoder_finds_every_unedited_copy(tmp_path, random_encoder, monkeypatch):
     """Identity 'edits': each copy embeds like its original, so recall@1 must be exactly 1."""
     identity = {"identity": lambda im, rng: im.copy()}
