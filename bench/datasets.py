@@ -208,6 +208,33 @@ def labelled_images(name: str, size: int):
     return images, labels_for(folder, paths)
 
 
+def learned_and_raw(name: str, run: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labelled collection `name` embedded by the encoder of `run`, and as raw pixels (the free
+    baseline; at the encoder's image size), with its labels: what a probe compares."""
+    import torch
+
+    from encoders.embed import embed_tensor
+    from encoders.evaluation import raw_pixel_features
+    from encoders.store import load_encoder
+
+    encoder = load_encoder(Path(run), torch.device("cpu"))
+    images, y = labelled_images(name, encoder.cfg.image_size)
+    print(name, len(y), "images,", len(np.unique(y)), "classes", flush=True)
+    return embed_tensor(encoder, images), raw_pixel_features(images), y
+
+
+def probe_collections(probe, argv: list[str]) -> None:
+    """argv = [OUT.json, NAME=RUN, ...]: `probe(x, y)` on each collection's learned embeddings and raw
+    pixels, the results written to OUT.json (after each collection) as {NAME: {run, classes, learned, raw pixels}}."""
+    result = {}
+    for arg in argv[1:]:
+        name, run = arg.split("=")
+        learned, raw, y = learned_and_raw(name, run)
+        result[name] = {"run": run, "classes": int(len(np.unique(y))),
+                        "learned": probe(learned, y), "raw pixels": probe(raw, y)}
+        Path(argv[0]).write_text(json.dumps(result, indent=1))
+
+
 def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
     """Labels (int64) of `paths` (files under `folder`) from the labels.json beside it."""
     table = json.loads((folder.parent / f"{folder.name}.labels.json").read_text())

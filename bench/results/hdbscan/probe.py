@@ -5,22 +5,18 @@ or a better "unsorted" rule than the default's?
 
     python bench/results/hdbscan/probe.py OUT.json NAME=RUN [NAME=RUN ...]  # fmnist or a bench/datasets.py folder
 """
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.cluster import HDBSCAN
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
-from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores, raw_pixel_features  # noqa: E402
-from encoders.store import load_encoder  # noqa: E402
+from encoders.evaluation import cluster_scores  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 from index.graph import knn_graph  # noqa: E402
 from index.umap_cut import umap_embedding  # noqa: E402
@@ -66,13 +62,4 @@ def probe(x: np.ndarray, y: np.ndarray) -> dict:
                         "scores": cluster_scores(y, default.clustering.labels)}, "hdbscan": rows}
 
 
-result = {}
-for arg in sys.argv[2:]:
-    name, run = arg.split("=")
-    encoder = load_encoder(Path(run), torch.device("cpu"))
-    images, y = datasets.labelled_images(name, encoder.cfg.image_size)
-    print(name, len(y), "classes", len(np.unique(y)), flush=True)
-    result[name] = {"run": run, "classes": int(len(np.unique(y))),
-                    "learned": probe(embed_tensor(encoder, images), y),
-                    "raw pixels": probe(raw_pixel_features(images), y)}
-    Path(sys.argv[1]).write_text(json.dumps(result, indent=1))
+datasets.probe_collections(probe, sys.argv[1:])

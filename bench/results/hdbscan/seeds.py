@@ -8,15 +8,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.cluster import HDBSCAN
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
-from encoders.embed import embed_tensor  # noqa: E402
-from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 from index.graph import knn_graph  # noqa: E402
 from index.umap_cut import umap_embedding  # noqa: E402
@@ -24,9 +21,7 @@ from index.umap_cut import umap_embedding  # noqa: E402
 result = {}
 for arg in sys.argv[2:]:
     name, run = arg.split("=")
-    encoder = load_encoder(Path(run), torch.device("cpu"))
-    images, y = datasets.labelled_images(name, encoder.cfg.image_size)
-    x = embed_tensor(encoder, images)
+    x, _, y = datasets.learned_and_raw(name, run)
     graph = knn_graph(x, 15)
     rows = []
     for seed in (0, 1, 2):
