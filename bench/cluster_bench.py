@@ -44,7 +44,7 @@ from encoders.embed import embed_tensor  # noqa: E402
 from encoders.evaluation import cluster_scores, contingency, raw_pixel_features  # noqa: E402
 from encoders.fashion_mnist import load_fashion_mnist  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
-from index.clusters import ALGORITHMS, ClusterSettings, cluster_collection  # noqa: E402
+from index.clusters import ALGORITHMS, K_RULES, ClusterSettings, cluster_collection  # noqa: E402
 from pipelines.evaluate import arrays_to_images, random_init_like  # noqa: E402
 
 log = logging.getLogger("cluster_bench")
@@ -93,16 +93,16 @@ def unsorted_scores(y: np.ndarray, labels: np.ndarray, unsorted: np.ndarray) -> 
             "wrong_sorted": round(float(wrong[~unsorted].mean()), 4)}
 
 
-def score(x: np.ndarray, y: np.ndarray, k: int | None, algorithm: str) -> dict:
+def score(x: np.ndarray, y: np.ndarray, k: int | None, algorithm: str, k_rule: str = ClusterSettings().k_rule) -> dict:
     t0 = time.perf_counter()
-    res = cluster_collection(x, k, ClusterSettings(algorithm=algorithm, stability_runs=0))
+    res = cluster_collection(x, k, ClusterSettings(algorithm=algorithm, k_rule=k_rule, stability_runs=0))
     seconds = time.perf_counter() - t0
     return {**cluster_scores(y, res.clustering.labels), "k": res.k, "seconds": round(seconds, 2),
             "cohesion": round(res.quality.overall_cohesion, 4),
             **unsorted_scores(y, res.clustering.labels, res.unsorted)}
 
 
-def quality(collections: dict, algorithms: list[str]) -> dict:
+def quality(collections: dict, algorithms: list[str], k_rule: str = ClusterSettings().k_rule) -> dict:
     out = {}
     for name, (feats, y) in collections.items():
         k_true = len(np.unique(y))
@@ -117,14 +117,14 @@ def quality(collections: dict, algorithms: list[str]) -> dict:
                          100 * row[alg]["unsorted"], "-" if row[alg]["wrong_unsorted"] is None
                          else f"{100 * row[alg]['wrong_unsorted']:.1f}%", 100 * row[alg]["wrong_sorted"])
             auto = f"{DEFAULT}, automatic K"
-            row[auto] = score(x, y, None, DEFAULT)
+            row[auto] = score(x, y, None, DEFAULT, k_rule)
             log.info("%s %s automatic K = %d (true %d): NMI %.3f", name, fname, row[auto]["k"], k_true,
                      row[auto]["nmi"])
             out[name]["features"][fname] = row
     return out
 
 
-def scale(run: Path, sizes: list[int]) -> dict:
+def scale(run: Path, sizes: list[int], k_rule: str = ClusterSettings().k_rule) -> dict:
     """Seconds (and automatic K) of the default clusterer on M learned embeddings."""
     encoder = load_encoder(run, torch.device("cpu"))
     x, _ = load_fashion_mnist("train")
@@ -136,7 +136,7 @@ def scale(run: Path, sizes: list[int]) -> dict:
                          for _ in range((m - 1) // len(base))]
         xm = np.concatenate(reps)[:m]
         t0 = time.perf_counter()
-        res = cluster_collection(xm)
+        res = cluster_collection(xm, None, ClusterSettings(k_rule=k_rule))
         out[str(m)] = {"seconds": round(time.perf_counter() - t0, 2), "k": res.k,
                        "stability_ari": res.quality.stability}
         log.info("scale: %d embeddings clustered in %.1f s (K=%d)", m, out[str(m)]["seconds"], res.k)
@@ -173,6 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--folder", action="append", default=[], metavar="NAME=RUN",
                    help="also a folder of bench/datasets.py (e.g. mnist-8px) with an encoder pretrained on it")
     p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    p.add_argument("--k-rule", default=ClusterSettings().k_rule, choices=K_RULES,
+                   help="the automatic K's rule (index.clusters.K_RULES)")
     p.add_argument("--limit", type=int, default=None, help="images per collection (default: all)")
     p.add_argument("--scale", type=int, nargs="*", default=[], help="also time the default clusterer at these M")
     p.add_argument("--scale-only", action="store_true", help="only the --scale timings (no quality table)")
@@ -196,9 +198,9 @@ def main(argv=None) -> int:
                "date": time.strftime("%Y-%m-%d"), "command": " ".join(sys.argv),
                "encoders": {"fmnist": str(a.fmnist_encoder), "mixed": str(a.mixed_encoder),
                             "mnist-5k": str(a.mnist_encoder), **{n: str(r) for n, r in folders.items()}},
-               "anchors": ANCHORS, "quality": quality(collections, a.algorithms)}
+               "k_rule": a.k_rule, "anchors": ANCHORS, "quality": quality(collections, a.algorithms, a.k_rule)}
     if a.scale and a.fmnist_encoder:
-        results["scale"] = scale(a.fmnist_encoder, a.scale)
+        results["scale"] = scale(a.fmnist_encoder, a.scale, a.k_rule)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(results, indent=1))
     if results["quality"]:

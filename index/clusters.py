@@ -9,7 +9,10 @@ What a clustering says and saves (its sentence, clusters.json): index/cluster_re
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
-of groups of highest modularity along the merges of the graph clusterer.
+of groups of highest modularity along the merges of the graph clusterer, or (`k_rule` "reproducible",
+the default) that of a finer scale when Leiden's communities at that scale come back more alike over
+perturbed runs than at modularity's own (index/graph.py `scales`): modularity merges small groups that
+share a few links (its resolution limit), and a finer scale that is reproducible shows them.
 - "consensus" (default): four cuts of the same k-NN graph, "graph", "spectral", "umap-kmeans" and
   "umap-gmm" (one UMAP for both), and keeps the one that agrees most with the other three (highest mean
   NMI to them): a label-free vote that drops a cut gone astray. Above CONSENSUS_MAX_IMAGES it leaves
@@ -40,7 +43,16 @@ import numpy as np
 from scipy import sparse
 
 from index.faiss_index import as_vectors
-from index.graph import Neighbours, knn_graph, leiden, merge_tree, normalized_cut, renumber_by_size, spectral_embedding
+from index.graph import (
+    Neighbours,
+    knn_graph,
+    leiden,
+    merge_tree,
+    normalized_cut,
+    renumber_by_size,
+    scales,
+    spectral_embedding,
+)
 from index.umap_cut import umap_embedding, umap_labels
 
 log = logging.getLogger(__name__)
@@ -48,6 +60,11 @@ log = logging.getLogger(__name__)
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
 ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
+K_RULES = ("reproducible", "modularity")
+SCALE_STEPS = 8  # the "reproducible" rule tries resolutions 1, sqrt(2), 2, ... 2^3.5 times the settings' own
+SCALE_RUNS = 5  # Leiden runs per resolution, each on the graph with RERUN_DROP of its links left out
+SCALE_MAX_IMAGES = 20_000  # above, the automatic K is modularity's (the scan's cost: docs/clustering.md)
+FINER_SCALE = "chosen at a finer scale than modularity's"  # how `chosen_by` starts when the reproducible rule did
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,7 @@ class ClusterSettings:
     leiden_runs: int = 3  # Leiden runs (seeds seed..seed+2); the communities of highest modularity are kept
     k_min: int = 2  # range of the automatic K
     k_max: int = 50
+    k_rule: str = "reproducible"  # automatic K: "modularity", or a finer scale when more reproducible (K_RULES)
     seed: int = 0
     nredo: int = 5  # K-means restarts (kmeans)
     stability_runs: int = 2  # reruns (other seeds, RERUN_DROP of the links left out) for the stability score (0: skip)
@@ -66,6 +84,8 @@ class ClusterSettings:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"clustering algorithm {self.algorithm!r}: choose one of {', '.join(ALGORITHMS)}")
+        if self.k_rule not in K_RULES:
+            raise ValueError(f"automatic K rule {self.k_rule!r}: choose one of {', '.join(K_RULES)}")
         if (self.neighbours < 1 or self.nredo < 1 or self.leiden_runs < 1 or self.k_min < 1 or self.k_max < self.k_min
                 or self.resolution <= 0 or not 0 <= self.unsorted_below <= 1):
             raise ValueError(f"bad cluster settings: {self}")
@@ -173,6 +193,16 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
         k = tree.best_k(s.k_min, s.k_max)
         q = tree.modularity[tree.max_k - k]
         why = f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
+        if s.k_rule == "reproducible" and adjacency.shape[0] <= SCALE_MAX_IMAGES:
+            found = scales(graph, resolution * 2 ** (np.arange(SCALE_STEPS) / 2), SCALE_RUNS, seed, s.k_max,
+                           RERUN_DROP)
+            best = max(found, key=lambda sc: sc.agreement, default=None)  # the coarsest of equals
+            if best is not None and best.resolution > resolution and best.k >= s.k_min:
+                tree = merge_tree(adjacency, leiden(adjacency, best.resolution, seed, s.leiden_runs))
+                why = (f"{FINER_SCALE}: the one at which the neighbour graph's groups come back most alike when a "
+                       f"tenth of its links is left out (agreement {best.agreement:.2f} over {SCALE_RUNS} runs, "
+                       f"{found[0].agreement:.2f} at modularity's)")
+                return tree.cut(min(best.k, tree.max_k)), why, best.resolution
         return tree.cut(k), why, resolution
     if not exact_k:
         return tree.cut(min(k, tree.max_k)), "set by hand", resolution

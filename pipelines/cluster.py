@@ -28,7 +28,7 @@ from pathlib import Path
 
 from encoders.files import atomic_write_json
 from index.cluster_report import CLUSTERS, describe, result_json
-from index.clusters import ALGORITHMS, ClusterSettings, cluster_collection
+from index.clusters import ALGORITHMS, K_RULES, SCALE_MAX_IMAGES, ClusterSettings, cluster_collection
 from index.exports import clusters_csv, refuse_inside, save_csv, write_cluster_folders
 from index.store import IndexLoadError, build_stamp, load_index
 from pipelines.cli import run_cli
@@ -88,11 +88,14 @@ SETTING_HELP = {
     "resolution": "Leiden resolution (1 = modularity; higher: more, smaller communities before merging)",
     "leiden_runs": "Leiden runs with successive seeds; the communities of highest modularity are kept",
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
+    "k_rule": "automatic K: modularity's, or (reproducible) a finer scale's when Leiden's groups there come back "
+              f"more alike over runs with a tenth of the links left out (up to {SCALE_MAX_IMAGES:,} images)",
     "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
     "stability_runs": "reruns (other seeds, a tenth of the graph's links left out) for the stability score (0: skip)",
     "unsorted_below": "an image whose group holds less than this share of its neighbours is listed as unsorted "
                       "(it keeps its nearest group in the assignments and exports; 0: none)",
 }
+CHOICES = {"algorithm": ALGORITHMS, "k_rule": K_RULES}
 
 
 def parse_args(argv=None) -> ClusterConfig:
@@ -103,7 +106,7 @@ def parse_args(argv=None) -> ClusterConfig:
     for f in fields(ClusterSettings):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(d.settings, f.name)),
                        default=getattr(d.settings, f.name), help=SETTING_HELP[f.name],
-                       **({"choices": ALGORITHMS} if f.name == "algorithm" else {}))
+                       **({"choices": CHOICES[f.name]} if f.name in CHOICES else {}))
     p.add_argument("--top", type=int, default=d.top, help="central images listed per cluster")
     p.add_argument("--export", default=None, metavar="CSV", help="also write path,cluster,score to this CSV file")
     p.add_argument("--folders", default=None, metavar="OUT_DIR",

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from index.cluster_report import cut_choice, describe
-from index.clusters import ClusterResult
+from index.clusters import FINER_SCALE, ClusterResult
 from index.exports import clusters_csv
 from ui import data, viewer
 from ui.charts import colours, sizes_chart
@@ -24,6 +24,9 @@ def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
         how = "as chosen"
     elif res.chosen_by == "set by hand":
         how = "as set when the index was clustered (`pipelines.cluster -k`)"
+    elif res.chosen_by.startswith(FINER_SCALE):
+        how = ("found automatically: the split that comes back most alike when it is made again with some of the "
+               "links between similar photos left out")
     else:
         how = "found automatically: the split that keeps each photo's most similar photos in its own group best"
     detail = (f"On average {q.overall_cohesion:.0%} of a photo's {res.settings.neighbours} most similar photos "

@@ -6,9 +6,9 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from encoders.evaluation import cluster_scores
 from index.cluster_report import read_saved
-from index.clusters import ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans
+from index.clusters import ALGORITHMS, FINER_SCALE, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans
 from index.graph import knn_graph
-from tests.index.conftest import clustered
+from tests.index.conftest import clustered, paired_groups
 
 
 def test_kmeans_recovers_separated_clusters():
@@ -39,6 +39,32 @@ def test_automatic_k_is_the_planted_number(groups):
     res = cluster_collection(x)
     assert res.k == groups and "neighbour graph" in res.chosen_by
     assert adjusted_rand_score(labels, res.clustering.labels) == 1.0
+
+
+def test_automatic_k_finds_many_small_groups_that_modularity_merges():
+    """48 groups of 20 in 24 close pairs, four draws: modularity merges 6-11 pairs in each (its resolution
+    limit: the few links between two small groups outweigh what it expects between them). The reproducible
+    scale never does worse, and finds all or nearly all the groups in most draws (not in every one: on
+    one draw no finer scale is more reproducible, and it keeps modularity's K)."""
+    found_them = 0
+    for seed in range(4):
+        x, labels = paired_groups(24, 20, seed)
+        merged = cluster_collection(x, None, ClusterSettings(algorithm="graph", k_rule="modularity", stability_runs=0))
+        found = cluster_collection(x, None, ClusterSettings(algorithm="graph", stability_runs=0))
+        assert merged.k <= 42 and "modularity" in merged.chosen_by
+        score = adjusted_rand_score(labels, found.clustering.labels)
+        assert found.k >= merged.k and score >= adjusted_rand_score(labels, merged.clustering.labels)
+        found_them += found.k >= 46 and score >= 0.95 and found.chosen_by.startswith(FINER_SCALE)
+    assert found_them >= 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_automatic_k_of_a_handful_of_images_is_groups_not_single_images(seed):
+    """34 images in 3 loose groups: at a high resolution Leiden returns every image alone, the same in
+    every run (the most reproducible partition there is); the automatic K must not take it."""
+    x, labels = clustered(34, 32, 3, spread=1.5, seed=seed)
+    res = cluster_collection(x)
+    assert 2 <= res.k <= 4 and res.clustering.sizes.min() >= 2
 
 
 def test_graph_clusters_any_k_and_numbers_groups_by_size():
@@ -89,6 +115,8 @@ def test_tiny_collections_and_bad_requests():
         ClusterSettings(algorithm="dbscan")
     with pytest.raises(ValueError, match="bad cluster settings"):
         ClusterSettings(leiden_runs=0)
+    with pytest.raises(ValueError, match="automatic K rule 'elbow': choose one of reproducible, modularity"):
+        ClusterSettings(k_rule="elbow")
 
 
 def test_central_rows_are_members_sorted_by_score():

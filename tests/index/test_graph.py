@@ -18,6 +18,7 @@ from index.graph import (
     normalized_cut,
     probed_knn,
     renumber_by_size,
+    scales,
     spectral_embedding,
 )
 from tests.index.conftest import clustered
@@ -388,3 +389,27 @@ def test_after_one_clustering_kept_in_a_folder_any_other_k_needs_no_umap_run(tmp
     for k in (2, 3, 6):
         res = clusters.cluster_collection(x, k, clusters.ClusterSettings(), store=tmp_path)
         assert res.k == k and res.quality.stability is not None
+
+
+def test_scales_against_a_loop_over_perturbed_runs():
+    """Each scale: the median number of communities and the mean pairwise AMI of Leiden's runs on the
+    thinned graphs, as a plain loop computes them; planted groups come back in every run (agreement 1),
+    a resolution that cuts through them does not; no scale beyond k_max communities, nor one whose
+    communities are too small to hold half of an image's neighbours (single images come back the same
+    every time: agreement 1, and no groups)."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    x, labels = clustered(600, 32, 6, spread=0.5, seed=3)
+    g = knn_graph(x, 15)
+    found = scales(g, [1.0, 4.0, 64.0], runs=3, seed=5, k_max=40, drop=0.1)
+    assert [sc.resolution for sc in found] == [1.0, 4.0]  # 64: more than 40 communities, and the scan stops
+    for sc in found:
+        parts = [leiden(g.thinned(0.1, 5 + i).adjacency(), sc.resolution, 5 + i) for i in range(3)]
+        assert sc.k == int(np.median([p.max() + 1 for p in parts]))
+        assert sc.agreement == pytest.approx(np.mean([adjusted_mutual_info_score(a, b)
+                                                      for a, b in itertools.combinations(parts, 2)]))
+    assert found[0].k == 6 and found[0].agreement == pytest.approx(1.0)
+    assert found[1].k > 6 and found[1].agreement < 0.95
+    singles = leiden(g.adjacency(), 1e4, 0)
+    assert singles.max() + 1 == 600 and adjusted_mutual_info_score(singles, singles) == 1.0
+    assert [sc.resolution for sc in scales(g, [1.0, 4.0, 1e4], runs=3, seed=5, k_max=600, drop=0.1)] == [1.0, 4.0]

@@ -1,6 +1,6 @@
 """UMAP (10-d, min_dist 0, the default's neighbour lists) + HDBSCAN (scikit-learn) on labelled
 collections: how many groups it finds, how many images it leaves as noise, and how well the groups
-match the classes, beside the default's automatic K on the same embeddings. Is it a better automatic K
+match the classes, beside modularity's automatic K on the same embeddings. Is it a better automatic K
 or a better "unsorted" rule than the default's?
 
     python bench/results/hdbscan/probe.py OUT.json NAME=RUN [NAME=RUN ...]  # fmnist or a bench/datasets.py folder
@@ -36,7 +36,8 @@ def nearest_group(u: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def probe(x: np.ndarray, y: np.ndarray) -> dict:
     graph = knn_graph(x, 15)
-    default = cluster_collection(x, None, ClusterSettings(stability_runs=0), graph=graph)
+    default = cluster_collection(x, None, ClusterSettings(k_rule="modularity", stability_runs=0),
+                                 graph=graph)
     u = umap_embedding(x, graph, 0)  # the default's own UMAP (same graph, seed 0)
     m = len(x)
     rows = []

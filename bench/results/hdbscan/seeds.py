@@ -1,5 +1,5 @@
 """How much HDBSCAN's number of groups (leaf selection, min_cluster_size 1% and 2% of the images) moves
-with UMAP's seed, against the default's automatic K with another seed, on the same embeddings.
+with UMAP's seed, against modularity's automatic K with another seed, on the same embeddings.
 
     python bench/results/hdbscan/seeds.py OUT.json NAME=RUN [NAME=RUN ...]
 """
@@ -26,8 +26,9 @@ for arg in sys.argv[2:]:
     rows = []
     for seed in (0, 1, 2):
         u = umap_embedding(x, graph, seed)
-        row = {"seed": seed, "default_k": int(cluster_collection(x, None, ClusterSettings(seed=seed, stability_runs=0),
-                                                                 graph=graph).k)}
+        modularity = cluster_collection(x, None, ClusterSettings(seed=seed, k_rule="modularity", stability_runs=0),
+                                        graph=graph)
+        row = {"seed": seed, "default_k": int(modularity.k)}
         for share in (0.01, 0.02):
             lab = HDBSCAN(min_cluster_size=max(5, round(share * len(x))), cluster_selection_method="leaf",
                           copy=True).fit_predict(u)
