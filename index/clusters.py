@@ -9,10 +9,12 @@ What a clustering says and saves (its sentence, clusters.json): index/cluster_re
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
-of groups of highest modularity along the merges of the graph clusterer, or (`k_rule` "reproducible",
-the default) that of a finer scale when Leiden's communities at that scale come back more alike over
-perturbed runs than at modularity's own (index/graph.py `scales`): modularity merges small groups that
-share a few links (its resolution limit), and a finer scale that is reproducible shows them.
+of groups of highest modularity along the merges of the graph clusterer (`k_rule` "modularity"), or
+(`k_rule` "reproducible", the default) the fewest groups whose modularity is within the spread of
+Leiden's runs of the highest, or that of a finer scale when Leiden's communities at that scale come back
+more alike over perturbed runs than at modularity's own (index/graph.py `scales`): modularity merges
+small groups that share a few links (its resolution limit), and a finer scale that is reproducible
+shows them.
 - "consensus" (default): four cuts of the same k-NN graph, "graph", "spectral", "umap-kmeans" and
   "umap-gmm" (one UMAP for both), and keeps the one that agrees most with the other three (highest mean
   NMI to them): a label-free vote that drops a cut gone astray. Above CONSENSUS_MAX_IMAGES it leaves
@@ -47,6 +49,7 @@ from index.graph import (
     Neighbours,
     knn_graph,
     leiden,
+    leiden_runs,
     merge_tree,
     normalized_cut,
     renumber_by_size,
@@ -60,7 +63,7 @@ log = logging.getLogger(__name__)
 RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
 ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
-K_RULES = ("reproducible", "modularity")
+K_RULES = ("reproducible", "modularity")  # how the automatic K is chosen (graph_labels; docs/clustering.md)
 SCALE_STEPS = 8  # the "reproducible" rule tries resolutions 1, sqrt(2), 2, ... 2^3.5 times the settings' own
 SCALE_RUNS = 5  # Leiden runs per resolution, each on the graph with RERUN_DROP of its links left out
 SCALE_MAX_IMAGES = 20_000  # above, the automatic K is modularity's (the scan's cost: docs/clustering.md)
@@ -184,15 +187,23 @@ def clustering_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
 def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
                  exact_k: bool = True) -> tuple[np.ndarray, str, float]:
     """Leiden at the settings' resolution, merged to k groups (finer resolutions when k is above
-    what it found; with `exact_k` False, as many as it found instead); without k, the cut of highest
-    modularity within [k_min, k_max]. Also returns the resolution that gave the groups."""
+    what it found; with `exact_k` False, as many as it found instead); without k, the cut at the automatic
+    K of `s.k_rule` within [k_min, k_max] (docs/clustering.md, "Automatic K"). Also returns the resolution
+    that gave the groups."""
     adjacency = graph.adjacency()
     resolution = s.resolution
-    tree = merge_tree(adjacency, leiden(adjacency, resolution, seed, s.leiden_runs))
+    runs = leiden_runs(adjacency, resolution, seed, s.leiden_runs)
+    tree = merge_tree(adjacency, max(runs, key=lambda run: run[0])[1])
     if k is None:
-        k = tree.best_k(s.k_min, s.k_max)
+        # "reproducible": K's whose modularity is within Leiden's run-to-run spread of the best are as well
+        # supported as it, and the fewest groups among them are taken
+        spread = max(q for q, _ in runs) - min(q for q, _ in runs) if s.k_rule == "reproducible" else 0.0
+        k = tree.best_k(s.k_min, s.k_max, spread)
         q = tree.modularity[tree.max_k - k]
         why = f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
+        if spread > 0 and k != tree.best_k(s.k_min, s.k_max):
+            why = (f"chosen as the fewest groups the neighbour graph supports as well as its best (modularity "
+                   f"{q:.3f}, within the {spread:.3f} that Leiden's runs vary by of the highest)")
         if s.k_rule == "reproducible" and adjacency.shape[0] <= SCALE_MAX_IMAGES:
             found = scales(graph, resolution * 2 ** (np.arange(SCALE_STEPS) / 2), SCALE_RUNS, seed, s.k_max,
                            RERUN_DROP)

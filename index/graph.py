@@ -3,7 +3,7 @@
     knn_graph(x (M, D), k)             -> Neighbours: ids (M, k) and cosine sims (M, k), self excluded
     exact_knn(queries, x, k) / probed_knn(x, k) -> (sims, ids): a full scan / the probed lists beyond EXACT_MAX
     leiden(graph, resolution, seed, runs) -> int64 (M,) community of every row (igraph's Leiden, modularity;
-                                         best of `runs` runs)
+                                         best of `runs` runs; `leiden_runs`: every run and its quality)
     merge_tree(graph, labels)          -> Hierarchy: greedy modularity merges of the communities
     Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
     Hierarchy.best_k()                 -> the K of highest modularity along the merges
@@ -181,10 +181,11 @@ def spectral_embedding(affinity: sparse.csr_matrix, dims: int) -> np.ndarray:
     return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
 
 
-def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0, runs: int = 1) -> np.ndarray:
-    """Leiden communities maximising modularity at `resolution` (1 = Newman's modularity; igraph's C
-    implementation, 2 iterations); with `runs` > 1, the best of that many runs (seeds seed, seed + 1,
-    ...): Leiden is randomised, and the number of communities one run finds varies by a few
+def leiden_runs(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0,
+                runs: int = 1) -> list[tuple[float, np.ndarray]]:
+    """(quality, int64 (M,) communities) of `runs` Leiden runs maximising modularity at `resolution`
+    (1 = Newman's modularity; igraph's C implementation, 2 iterations), seeds seed, seed + 1, ...:
+    Leiden is randomised, and the number of communities one run finds varies by a few
     (docs/clustering.md, "Automatic K")."""
     import igraph as ig
 
@@ -200,8 +201,12 @@ def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0,
                                                 resolution=resolution, n_iterations=2))
         finally:
             ig.set_random_number_generator(random)
-    best = max(parts, key=lambda part: part.quality)  # first of equals: the lowest seed
-    return np.asarray(best.membership, dtype=np.int64)
+    return [(part.quality, np.asarray(part.membership, dtype=np.int64)) for part in parts]
+
+
+def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0, runs: int = 1) -> np.ndarray:
+    """The communities of the best of `runs` Leiden runs (`leiden_runs`; first of equals: the lowest seed)."""
+    return max(leiden_runs(adjacency, resolution, seed, runs), key=lambda run: run[0])[1]
 
 
 @dataclass(frozen=True)
@@ -276,11 +281,15 @@ class Hierarchy:
             parent[parent == b] = a
         return renumber_by_size(parent[self.communities])
 
-    def best_k(self, k_min: int = 2, k_max: int | None = None) -> int:
-        """The number of groups with the highest modularity, within [k_min, k_max]."""
+    def best_k(self, k_min: int = 2, k_max: int | None = None, tolerance: float = 0.0) -> int:
+        """The number of groups with the highest modularity, within [k_min, k_max]; with a `tolerance`,
+        the fewest groups whose modularity is within it of the highest."""
         ks = np.arange(self.max_k, 0, -1)  # groups after t merges
         ok = (ks >= min(k_min, self.max_k)) & (ks <= (k_max or self.max_k))
-        return int(ks[ok][np.argmax(self.modularity[ok])])
+        q = self.modularity[ok]
+        if tolerance > 0:
+            return int(ks[ok][q >= q.max() - tolerance].min())
+        return int(ks[ok][np.argmax(q)])
 
 
 def merge_tree(adjacency: sparse.csr_matrix, communities: np.ndarray) -> Hierarchy:

@@ -88,8 +88,9 @@ SETTING_HELP = {
     "resolution": "Leiden resolution (1 = modularity; higher: more, smaller communities before merging)",
     "leiden_runs": "Leiden runs with successive seeds; the communities of highest modularity are kept",
     "k_min": "smallest K the automatic choice may pick", "k_max": "largest K the automatic choice may pick",
-    "k_rule": "automatic K: modularity's, or (reproducible) a finer scale's when Leiden's groups there come back "
-              f"more alike over runs with a tenth of the links left out (up to {SCALE_MAX_IMAGES:,} images)",
+    "k_rule": "automatic K: modularity: the K of highest modularity; reproducible: the fewest groups whose modularity "
+              "is within Leiden's run-to-run spread of the highest, or a finer scale's K when Leiden's groups there "
+              f"come back more alike over runs with a tenth of the links left out (up to {SCALE_MAX_IMAGES:,} images)",
     "seed": "random seed", "nredo": "K-means restarts, best kept (kmeans)",
     "stability_runs": "reruns (other seeds, a tenth of the graph's links left out) for the stability score (0: skip)",
     "unsorted_below": "an image whose group holds less than this share of its neighbours is listed as unsorted "

@@ -13,6 +13,7 @@ from index.graph import (
     community_weights,
     knn_graph,
     leiden,
+    leiden_runs,
     merge_tree,
     modularity,
     normalized_cut,
@@ -413,3 +414,25 @@ def test_scales_against_a_loop_over_perturbed_runs():
     singles = leiden(g.adjacency(), 1e4, 0)
     assert singles.max() + 1 == 600 and adjusted_mutual_info_score(singles, singles) == 1.0
     assert [sc.resolution for sc in scales(g, [1.0, 4.0, 1e4], runs=3, seed=5, k_max=600, drop=0.1)] == [1.0, 4.0]
+
+
+def test_best_k_with_a_tolerance_takes_the_fewest_groups_within_it():
+    """Modularity along the merges of 6 communities (K = 6 .. 1), against the K a plain reading of the
+    curve gives: the highest, or the fewest groups within the tolerance of the highest, in [k_min, k_max]."""
+    q = np.array([0.50, 0.62, 0.61, 0.60, 0.40, 0.0])  # K = 6, 5, 4, 3, 2, 1
+    tree = Hierarchy(np.arange(6), np.array([[0, 5], [0, 4], [0, 3], [0, 2], [0, 1]]), q)
+    assert tree.best_k(2) == 5
+    assert tree.best_k(2, None, 0.015) == 4 and tree.best_k(2, None, 0.03) == 3 and tree.best_k(2, None, 0.5) == 2
+    assert tree.best_k(4, None, 0.03) == 4 and tree.best_k(2, 4, 0.0) == 4
+
+
+def test_leiden_runs_report_each_runs_modularity_and_leiden_keeps_the_best():
+    x, _ = clustered(1500, 16, 8, spread=1.2, seed=2)
+    a = knn_graph(x, 15).adjacency()
+    runs = leiden_runs(a, 1.0, 7, 4)
+    assert len(runs) == 4
+    for quality, labels in runs:  # igraph's quality is Newman's modularity (checked against networkx above)
+        assert quality == pytest.approx(modularity(community_weights(a, labels)))
+    best = max(range(4), key=lambda i: runs[i][0])
+    np.testing.assert_array_equal(leiden(a, 1.0, 7, 4), runs[best][1])
+    np.testing.assert_array_equal(leiden(a, 1.0, 7 + best, 1), runs[best][1])  # run i is the run of seed + i
