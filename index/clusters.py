@@ -78,7 +78,7 @@ class ClusterSettings:
     leiden_runs: int = 3  # Leiden runs (seeds seed..seed+2); the communities of highest modularity are kept
     k_min: int = 2  # range of the automatic K
     k_max: int = 50
-    k_rule: str = "reproducible"  # automatic K: "modularity", or a finer scale when more reproducible (K_RULES)
+    k_rule: str = "reproducible"  # automatic K: "modularity" (its peak) or "reproducible" (graph_labels; K_RULES)
     seed: int = 0
     nredo: int = 5  # K-means restarts (kmeans)
     stability_runs: int = 2  # reruns (other seeds, RERUN_DROP of the links left out) for the stability score (0: skip)
