@@ -66,7 +66,7 @@ ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm"
 K_RULES = ("reproducible", "modularity")  # how the automatic K is chosen (graph_labels; docs/clustering.md)
 SCALE_STEPS = 8  # the "reproducible" rule tries resolutions 1, sqrt(2), 2, ... 2^3.5 times the settings' own
 SCALE_RUNS = 5  # Leiden runs per resolution, each on the graph with RERUN_DROP of its links left out
-SCALE_MAX_IMAGES = 20_000  # above, the automatic K is modularity's (the scan's cost: docs/clustering.md)
+SCALE_MAX_IMAGES = 20_000  # above, no scan of finer scales (its cost: docs/clustering.md)
 FINER_SCALE = "chosen at a finer scale than modularity's"  # how `chosen_by` starts when the reproducible rule did
 
 
