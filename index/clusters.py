@@ -47,6 +47,8 @@ from scipy import sparse
 from index.faiss_index import as_vectors
 from index.graph import (
     Neighbours,
+    best_run,
+    cohesion,
     knn_graph,
     leiden,
     leiden_runs,
@@ -193,15 +195,16 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
     adjacency = graph.adjacency()
     resolution = s.resolution
     runs = leiden_runs(adjacency, resolution, seed, s.leiden_runs)
-    tree = merge_tree(adjacency, max(runs, key=lambda run: run[0])[1])
+    tree = merge_tree(adjacency, best_run(runs))
     if k is None:
         # "reproducible": K's whose modularity is within Leiden's run-to-run spread of the best are as well
         # supported as it, and the fewest groups among them are taken
         spread = max(q for q, _ in runs) - min(q for q, _ in runs) if s.k_rule == "reproducible" else 0.0
+        peak = tree.best_k(s.k_min, s.k_max)
         k = tree.best_k(s.k_min, s.k_max, spread)
         q = tree.modularity[tree.max_k - k]
         why = f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
-        if spread > 0 and k != tree.best_k(s.k_min, s.k_max):
+        if k != peak:
             why = (f"chosen as the fewest groups the neighbour graph supports as well as its best (modularity "
                    f"{q:.3f}, within the {spread:.3f} that Leiden's runs vary by of the highest)")
         if s.k_rule == "reproducible" and adjacency.shape[0] <= SCALE_MAX_IMAGES:
@@ -283,11 +286,6 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
     return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-"), store=store), why, s
 
 
-def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
-    """(M,) share of each image's k nearest neighbours that are in its own group."""
-    return (labels[graph.ids] == labels[:, None]).mean(1).astype(np.float32)
-
-
 def unsorted(share: np.ndarray, below: float) -> np.ndarray:
     """(M,) bool: images whose own group holds less than `below` of their nearest neighbours (0.5: most
     of their neighbours are in other groups). They keep their nearest group in the labels (exports keep
@@ -316,7 +314,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     k = len(c.centroids)
     if graph is None:
         return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "")
-    share = cohesion(graph, c.labels)  # (M,)
+    share = cohesion(graph, c.labels).astype(np.float32)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
     if store is not None and votes(settings, len(x)):

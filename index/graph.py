@@ -8,6 +8,7 @@
     Hierarchy.cut(k)                   -> int64 (M,) labels 0..k-1 with exactly k groups
     Hierarchy.best_k()                 -> the K of highest modularity along the merges
     scales(graph, resolutions, runs)   -> per resolution: how many communities, how alike over perturbed runs
+    cohesion(graph, labels)            -> (M,) share of each image's neighbours in its own group
     Neighbours.self_tuning()           -> symmetric (M, M) weights scaled by each image's own neighbourhood
     spectral_embedding(affinity, dims) -> (M, dims) unit rows: the top eigenvectors of the normalised graph
     normalized_cut(affinity, labels)   -> sum over groups of the share of their links that leave them
@@ -204,9 +205,19 @@ def leiden_runs(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int
     return [(part.quality, np.asarray(part.membership, dtype=np.int64)) for part in parts]
 
 
+def best_run(runs: list[tuple[float, np.ndarray]]) -> np.ndarray:
+    """The communities of the run of highest quality among `leiden_runs` (first of equals: the lowest seed)."""
+    return max(runs, key=lambda run: run[0])[1]
+
+
 def leiden(adjacency: sparse.csr_matrix, resolution: float = 1.0, seed: int = 0, runs: int = 1) -> np.ndarray:
-    """The communities of the best of `runs` Leiden runs (`leiden_runs`; first of equals: the lowest seed)."""
-    return max(leiden_runs(adjacency, resolution, seed, runs), key=lambda run: run[0])[1]
+    """The communities of the best of `runs` Leiden runs (`leiden_runs`, `best_run`)."""
+    return best_run(leiden_runs(adjacency, resolution, seed, runs))
+
+
+def cohesion(graph: Neighbours, labels: np.ndarray) -> np.ndarray:
+    """(M,) share of each image's k nearest neighbours that are in its own group."""
+    return (labels[graph.ids] == labels[:, None]).mean(1)
 
 
 @dataclass(frozen=True)
@@ -233,7 +244,7 @@ def scales(graph: Neighbours, resolutions, runs: int, seed: int, k_max: int, dro
     for r in resolutions:
         parts = [leiden(graph.thinned(drop, seed + i).adjacency(), r, seed + i) for i in range(runs)]
         k = int(np.median([p.max() + 1 for p in parts]))
-        held = np.mean([np.median((p[graph.ids] == p[:, None]).mean(1)) for p in parts])
+        held = np.mean([np.median(cohesion(graph, p)) for p in parts])
         if k > k_max or held < min_cohesion:
             break
         found.append(Scale(float(r), k, float(np.mean([ami(a, b) for a, b in combinations(parts, 2)]))))
