@@ -24,7 +24,7 @@ def share_merges(w: np.ndarray, labels: np.ndarray, taus) -> dict:
     """Greedy merges by the largest share; {tau: labels when the largest share first falls below tau}."""
     w = w.astype(np.float64).copy()
     groups = [[i] for i in range(len(w))]
-    out, k_of = {}, {}
+    out = {}
     pending = sorted(taus, reverse=True)
     while len(w) > 1 and pending:
         vol = w.sum(1)
@@ -37,7 +37,7 @@ def share_merges(w: np.ndarray, labels: np.ndarray, taus) -> dict:
             member = np.empty(len(labels), np.int64)
             for g, fine in enumerate(groups):
                 member[np.isin(labels, fine)] = g
-            out[tau], k_of[tau] = member, len(groups)
+            out[tau] = member
         if not pending:
             break
         a, b = min(a, b), max(a, b)

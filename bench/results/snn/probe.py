@@ -8,16 +8,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import sparse
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
-from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores, raw_pixel_features  # noqa: E402
-from encoders.store import load_encoder  # noqa: E402
+from encoders.evaluation import cluster_scores  # noqa: E402
 from index.clusters import spectral_labels  # noqa: E402
 from index.graph import knn_graph, leiden, merge_tree  # noqa: E402
 
@@ -43,8 +40,6 @@ def cuts(x: np.ndarray, y: np.ndarray) -> dict:
     return out
 
 
-encoder = load_encoder(Path(sys.argv[2]), torch.device("cpu"))
-images, y = datasets.labelled_images("fmnist", encoder.cfg.image_size)
-result = {"run": sys.argv[2], "learned": cuts(embed_tensor(encoder, images), y),
-          "raw pixels": cuts(raw_pixel_features(images), y)}
+learned, raw, y = datasets.learned_and_raw("fmnist", sys.argv[2])
+result = {"run": sys.argv[2], "learned": cuts(learned, y), "raw pixels": cuts(raw, y)}
 Path(sys.argv[1]).write_text(json.dumps(result, indent=1))
