@@ -11,12 +11,15 @@ from __future__ import annotations
 import functools
 import io
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from encoders.files import atomic_write_bytes
 from index.graph import Neighbours
+
+_UMAP_IMPORT = threading.Lock()  # the page's sessions are threads: one sets umap up at a time
 
 
 @functools.cache
@@ -30,21 +33,25 @@ def import_umap():
     `umap.utils` and `umap.distances`;
     numba keeps the cache beside umap's sources (or in its user cache dir when those are
     read-only) and recompiles when umap's source or the CPU changes. Where numba finds no writable
-    place, or for kernels it cannot cache, they are compiled in each process as before."""
-    import umap
-    import umap.distances
-    import umap.layouts
-    import umap.umap_
-    import umap.utils
-    from numba.core.dispatcher import Dispatcher
+    place, or for kernels it cannot cache, they are compiled in each process as before.
+    functools.cache lets two threads that call it first both run it: the lock runs them one after the
+    other, and each reads a copy of a module's names, which another import may add to meanwhile (a
+    page session once failed with "dictionary changed size during iteration")."""
+    with _UMAP_IMPORT:
+        import umap
+        import umap.distances
+        import umap.layouts
+        import umap.umap_
+        import umap.utils
+        from numba.core.dispatcher import Dispatcher
 
-    for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
-        for f in vars(module).values():
-            if isinstance(f, Dispatcher) and f.__module__ == module.__name__:
-                try:
-                    f.enable_caching()
-                except RuntimeError:  # "no locator available": nowhere to keep the cache
-                    pass
+        for module in (umap.umap_, umap.layouts, umap.utils, umap.distances):
+            for f in list(vars(module).values()):
+                if isinstance(f, Dispatcher) and f.__module__ == module.__name__:
+                    try:
+                        f.enable_caching()
+                    except RuntimeError:  # "no locator available": nowhere to keep the cache
+                        pass
     return umap
 
 
