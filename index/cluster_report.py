@@ -4,7 +4,7 @@
     describe(result)                    -> one sentence: K and why, cohesion, stability, the cut kept, unsorted
     cut_choice(result) / kept_because   -> how and why a choosing clusterer kept its cut
     result_json(result, paths)          -> what clusters.json holds
-    read_saved(index_dir)               -> K, how it was chosen and the settings `pipelines.cluster` saved
+    read_saved(index_dir)               -> K, how it was chosen (sentence, rule) and the settings saved
     saved_result(index_dir, paths, x)   -> the saved clustering itself, when it covers exactly `paths`
 """
 from __future__ import annotations
@@ -61,7 +61,8 @@ def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
     """What `pipelines.cluster` saves in clusters.json (read back by `read_saved`)."""
     c, q = res.clustering, res.quality
     return {
-        "k": res.k, "chosen_by": res.chosen_by, "algorithm": res.settings.algorithm, "made_by": res.made_by,
+        "k": res.k, "chosen_by": res.chosen_by, "k_by": res.k_by, "algorithm": res.settings.algorithm,
+        "made_by": res.made_by,
         "settings": asdict(res.settings), "description": describe(res),
         "quality": {"cohesion": round(q.overall_cohesion, 4),
                     "stability_ari": None if q.stability is None else round(q.stability, 4),
@@ -76,8 +77,8 @@ def result_json(res: ClusterResult, paths: list[str], top: int = 5) -> dict:
 
 
 def read_saved(index_dir, d: dict | None = None) -> dict | None:
-    """{k, chosen_by, algorithm, settings} from INDEX_DIR/clusters.json (or its parsed `d`), or None if
-    absent, unreadable or not ours."""
+    """{k, chosen_by, k_by, settings} from INDEX_DIR/clusters.json (or its parsed `d`), or None if
+    absent, unreadable or not ours. A file without `k_by` gets it from its sentence."""
     try:
         d = json.loads((Path(index_dir) / CLUSTERS).read_text()) if d is None else d
         k, why = d["k"], d.get("chosen_by", "")
@@ -86,7 +87,19 @@ def read_saved(index_dir, d: dict | None = None) -> dict | None:
         return None
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
         return None
-    return {"k": k, "chosen_by": why, "settings": settings}
+    by = d.get("k_by", k_by_of(why))
+    if by not in clusters.K_BY:
+        return None
+    return {"k": k, "chosen_by": why, "k_by": by, "settings": settings}
+
+
+def k_by_of(why: str) -> str:
+    """The K_BY rule behind a `chosen_by` sentence, for clusters.json files saved without `k_by`."""
+    if why.startswith(clusters.FINER_SCALE):
+        return "finer scale"
+    if why.startswith("too few"):
+        return "too few"
+    return "modularity" if "neighbour graph supports" in why else "hand"
 
 
 def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None = None) -> ClusterResult | None:
@@ -120,4 +133,4 @@ def saved_result(index_dir, paths: list[str], x: np.ndarray, build: str | None =
         return None
     made_by = d.get("made_by", "")
     return ClusterResult(k, saved["chosen_by"], c, Quality(per_cluster, overall, stability), saved["settings"],
-                         made_by if isinstance(made_by, str) else "", is_unsorted)
+                         made_by if isinstance(made_by, str) else "", is_unsorted, saved["k_by"])

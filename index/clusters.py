@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -70,6 +71,16 @@ SCALE_STEPS = 8  # the "reproducible" rule tries resolutions 1, sqrt(2), 2, ... 
 SCALE_RUNS = 5  # Leiden runs per resolution, each on the graph with RERUN_DROP of its links left out
 SCALE_MAX_IMAGES = 20_000  # above, no scan of finer scales (its cost: docs/clustering.md)
 FINER_SCALE = "chosen at a finer scale than modularity's"  # how `chosen_by` starts when the reproducible rule did
+K_BY = ("hand", "modularity", "finer scale", "too few")  # ClusterResult.k_by: K given, the automatic rule, or 1
+
+
+class KChoice(NamedTuple):
+    """How K was chosen: a sentence for people, and which rule (one of K_BY) for code."""
+    why: str
+    by: str
+
+
+HAND = KChoice("set by hand", "hand")
 
 
 @dataclass(frozen=True)
@@ -124,10 +135,13 @@ class ClusterResult:
     settings: ClusterSettings
     made_by: str = ""  # the algorithm whose groups these are (for "best-cut": the cut it kept)
     unsorted: np.ndarray | None = None  # bool (M,): fits no group well (see `unsorted`); None: all fit
+    k_by: str = "hand"  # K_BY: given, modularity's (peak or fewest), a finer scale, or too few images to split
 
     def __post_init__(self):
         if self.unsorted is None:
             self.unsorted = np.zeros(len(self.clustering.labels), bool)
+        if self.k_by not in K_BY:
+            raise ValueError(f"k_by {self.k_by!r}: one of {', '.join(K_BY)}")
 
     def sorted_members(self, j: int) -> np.ndarray:
         """Rows of cluster j that are not unsorted, most central first."""
@@ -187,11 +201,11 @@ def clustering_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
 
 
 def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
-                 exact_k: bool = True) -> tuple[np.ndarray, str, float]:
+                 exact_k: bool = True) -> tuple[np.ndarray, KChoice, float]:
     """Leiden at the settings' resolution, merged to k groups (finer resolutions when k is above
     what it found; with `exact_k` False, as many as it found instead); without k, the cut at the automatic
-    K of `s.k_rule` within [k_min, k_max] (docs/clustering.md, "Automatic K"). Also returns the resolution
-    that gave the groups."""
+    K of `s.k_rule` within [k_min, k_max] (docs/clustering.md, "Automatic K"). Also returns how K was
+    chosen and the resolution that gave the groups."""
     adjacency = graph.adjacency()
     resolution = s.resolution
     runs = leiden_runs(adjacency, resolution, seed, s.leiden_runs)
@@ -216,16 +230,16 @@ def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int
                 why = (f"{FINER_SCALE}: the one at which the neighbour graph's groups come back most alike when a "
                        f"tenth of its links is left out (agreement {best.agreement:.2f} over {SCALE_RUNS} runs, "
                        f"{found[0].agreement:.2f} at modularity's)")
-                return tree.cut(min(best.k, tree.max_k)), why, best.resolution
-        return tree.cut(k), why, resolution
+                return tree.cut(min(best.k, tree.max_k)), KChoice(why, "finer scale"), best.resolution
+        return tree.cut(k), KChoice(why, "modularity"), resolution
     if not exact_k:
-        return tree.cut(min(k, tree.max_k)), "set by hand", resolution
+        return tree.cut(min(k, tree.max_k)), HAND, resolution
     while tree.max_k < k and resolution < 1e4:
         resolution *= 2
         tree = merge_tree(adjacency, leiden(adjacency, resolution, seed, s.leiden_runs))
     if tree.max_k < k:
         raise ValueError(f"{k} clusters asked, the neighbour graph splits into at most {tree.max_k}")
-    return tree.cut(k), "set by hand", resolution
+    return tree.cut(k), HAND, resolution
 
 
 def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarray:
@@ -252,13 +266,14 @@ def most_agreed(cuts: dict[str, np.ndarray]) -> str:
 
 
 def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
-               exact_k: bool = True, store: str | os.PathLike | None = None) -> tuple[np.ndarray, str, ClusterSettings]:
+               exact_k: bool = True, store: str | os.PathLike | None = None
+               ) -> tuple[np.ndarray, KChoice, ClusterSettings]:
     """One clustering of x by the settings' algorithm, how K was chosen (from the graph when not given),
     and the settings that make these groups at this K (for "best-cut": those of the cut it kept; for
     "graph": with the resolution that reached K), which the stability reruns use. `exact_k` False
     (reruns): the graph clusterer may return fewer than k groups rather than run Leiden again. `store`:
     where UMAP embeddings are kept (umap_embedding)."""
-    why, graph_cut = "set by hand", None
+    why, graph_cut = HAND, None
     if k is None:
         graph_cut, why, resolution = graph_labels(graph, None, s, seed)
         k = int(graph_cut.max()) + 1
@@ -304,7 +319,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     if k is not None:
         _check_k(k, len(x))
     if len(x) < 3:
-        labels, why = np.zeros(len(x), np.int64), "too few images to split"
+        labels, why = np.zeros(len(x), np.int64), KChoice("too few images to split", "too few")
         graph = None
     else:
         if graph is None or graph.ids.shape != (len(x), min(settings.neighbours, len(x) - 1)):
@@ -313,7 +328,7 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     c = clustering_from_labels(x, labels)
     k = len(c.centroids)
     if graph is None:
-        return ClusterResult(k, why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "")
+        return ClusterResult(k, why.why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "", k_by=why.by)
     share = cohesion(graph, c.labels).astype(np.float32)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
@@ -323,8 +338,8 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
                          exact_k=False, store=store)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
-    return ClusterResult(k, why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm,
-                         unsorted(share, settings.unsorted_below))
+    return ClusterResult(k, why.why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm,
+                         unsorted(share, settings.unsorted_below), why.by)
 
 
 def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from index.cluster_report import cut_choice, describe
-from index.clusters import FINER_SCALE, ClusterResult
+from index.clusters import ClusterResult
 from index.exports import clusters_csv
 from ui import data, viewer
 from ui.charts import colours, sizes_chart
@@ -22,9 +22,9 @@ def summary(res: ClusterResult, automatic: bool) -> tuple[str, str]:
     q = res.quality
     if not automatic:
         how = "as chosen"
-    elif res.chosen_by == "set by hand":
+    elif res.k_by == "hand":
         how = "as set when the index was clustered (`pipelines.cluster -k`)"
-    elif res.chosen_by.startswith(FINER_SCALE):
+    elif res.k_by == "finer scale":
         how = ("found automatically: the split that comes back most alike when it is made again with some of the "
                "links between similar photos left out")
     else:

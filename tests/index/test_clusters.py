@@ -31,13 +31,14 @@ def test_planted_groups_are_recovered_exactly(algorithm):
     assert adjusted_rand_score(labels, res.clustering.labels) == 1.0
     assert res.quality.stability == pytest.approx(1.0)
     assert res.quality.overall_cohesion == pytest.approx(1.0)
+    assert (res.k_by, res.chosen_by) == ("hand", "set by hand")
 
 
 @pytest.mark.parametrize("groups", [3, 8, 15])
 def test_automatic_k_is_the_planted_number(groups):
     x, labels = clustered(150 * groups, 32, groups, spread=0.5, seed=groups)
     res = cluster_collection(x)
-    assert res.k == groups and "neighbour graph" in res.chosen_by
+    assert res.k == groups and "neighbour graph" in res.chosen_by and res.k_by in ("modularity", "finer scale")
     assert adjusted_rand_score(labels, res.clustering.labels) == 1.0
 
 
@@ -51,10 +52,11 @@ def test_automatic_k_finds_many_small_groups_that_modularity_merges():
         x, labels = paired_groups(24, 20, seed)
         merged = cluster_collection(x, None, ClusterSettings(algorithm="graph", k_rule="modularity", stability_runs=0))
         found = cluster_collection(x, None, ClusterSettings(algorithm="graph", stability_runs=0))
-        assert merged.k <= 42 and "modularity" in merged.chosen_by
+        assert merged.k <= 42 and "modularity" in merged.chosen_by and merged.k_by == "modularity"
         score = adjusted_rand_score(labels, found.clustering.labels)
         assert found.k >= merged.k and score >= adjusted_rand_score(labels, merged.clustering.labels)
-        found_them += found.k >= 46 and score >= 0.95 and found.chosen_by.startswith(FINER_SCALE)
+        assert found.chosen_by.startswith(FINER_SCALE) == (found.k_by == "finer scale")
+        found_them += found.k >= 46 and score >= 0.95 and found.k_by == "finer scale"
     assert found_them >= 3
 
 
@@ -108,7 +110,7 @@ def test_cluster_scores_against_sklearn_and_a_brute_force_matching():
 
 def test_tiny_collections_and_bad_requests():
     x, _ = clustered(2, 8, 1, seed=0)
-    assert cluster_collection(x).k == 1
+    assert (cluster_collection(x).k, cluster_collection(x).k_by) == (1, "too few")
     with pytest.raises(ValueError, match="5 clusters asked of 2 images"):
         cluster_collection(x, 5)
     with pytest.raises(ValueError, match="choose one of"):
@@ -132,7 +134,8 @@ def test_central_rows_are_members_sorted_by_score():
     ('{"k": "6"}', False), ('{"k": true}', False), ('{"k": 0}', False), ('{"k": 6.5}', False),
     ('{"k": 6, "chosen_by": ["x"]}', False), ('[6]', False), ('{"k": 6', False), ("", False),
     ('{"k": 6, "settings": {"algorithm": "other"}}', False), ('{"k": 6, "settings": {"unknown": 1}}', False),
-    ('{"k": 6, "settings": {"neighbours": "9"}}', False),
+    ('{"k": 6, "settings": {"neighbours": "9"}}', False), ('{"k": 6, "k_by": "guess"}', False),
+    ('{"k": 6, "k_by": "finer scale"}', True),
 ])
 def test_saved_clusters_are_read_only_from_a_well_formed_file(tmp_path, text, ok):
     (tmp_path / "clusters.json").write_text(text)
@@ -155,7 +158,11 @@ def test_saved_result_is_the_clustering_that_was_saved_and_only_for_the_same_pat
     np.testing.assert_array_equal(back.clustering.labels, res.clustering.labels)
     np.testing.assert_allclose(back.clustering.scores, res.clustering.scores, atol=1e-4)
     np.testing.assert_allclose(back.quality.cohesion, res.quality.cohesion, atol=1e-4)
-    assert (back.k, back.chosen_by, back.settings) == (res.k, res.chosen_by, res.settings)
+    assert (back.k, back.chosen_by, back.k_by, back.settings) == (res.k, res.chosen_by, res.k_by, res.settings)
+    older = {key: v for key, v in result_json(res, paths).items() if key != "k_by"}
+    (tmp_path / "clusters.json").write_text(json.dumps(older))
+    assert saved_result(tmp_path, paths, x).k_by == res.k_by  # saved without it: read from the sentence
+    (tmp_path / "clusters.json").write_text(json.dumps(result_json(res, paths)))
     np.testing.assert_array_equal(back.unsorted, res.unsorted)
     assert res.unsorted.any()  # overlapping groups: the saved list was not empty
     assert saved_result(tmp_path, paths[:-1], x[:-1]) is None  # the index changed since

@@ -1,4 +1,4 @@
-from index.clusters import FINER_SCALE, ClusterSettings, cluster_collection
+from index.clusters import ClusterSettings, cluster_collection
 from tests.index.conftest import paired_groups
 from ui.clusters import summary
 
@@ -9,7 +9,7 @@ def test_the_clusters_page_says_which_rule_chose_k():
     x, _ = paired_groups(24, 20, seed=0)
     finer = cluster_collection(x, None, ClusterSettings(algorithm="graph", stability_runs=0))
     merged = cluster_collection(x, None, ClusterSettings(algorithm="graph", k_rule="modularity", stability_runs=0))
-    assert finer.chosen_by.startswith(FINER_SCALE) and not merged.chosen_by.startswith(FINER_SCALE)
+    assert (finer.k_by, merged.k_by) == ("finer scale", "modularity")
     assert summary(finer, automatic=True)[0] == (f"**{finer.k} groups**, found automatically: the split that comes "
                                                  "back most alike when it is made again with some of the links "
                                                  "between similar photos left out.")
