@@ -6,7 +6,11 @@ with weight w (a pair's cosine becomes (learned + w^2 chroma) / (1 + w^2)); grey
 have the same histogram, so on a greyscale collection the feature is zero and changes nothing.
 Clustered by the default at the true K and with the automatic K.
 
-    python bench/results/chroma/probe.py OUT.jsonl COLLECTION=RUN [COLLECTION=RUN ...]
+    python bench/results/chroma/probe.py OUT.jsonl [--hue-shift] COLLECTION=RUN [COLLECTION=RUN ...]
+
+--hue-shift turns each image's hues by a random amount first (seeded; torchvision's adjust_hue, up to
+half a turn either way), so that a group's images no longer share a palette: the case of a
+collection grouped by subject, where colour says little, to see what the feature costs there.
 """
 import json
 import sys
@@ -43,17 +47,28 @@ def chroma(images: torch.Tensor) -> np.ndarray:
     return np.where(n > 1e-6, h / np.maximum(n, 1e-6), 0).astype(np.float32)
 
 
-out = Path(sys.argv[1])
-for arg in sys.argv[2:]:
+def hue_shifted(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as TF
+
+    turns = np.random.default_rng(seed).uniform(-0.5, 0.5, len(images))
+    return torch.stack([TF.adjust_hue(im, float(t)) for im, t in zip(images, turns)])
+
+
+args = sys.argv[1:]
+out = Path(args.pop(0))
+shift = args[0] == "--hue-shift"
+for arg in args[shift:]:
     name, run = arg.split("=", 1)
     encoder = load_encoder(Path(run), torch.device("cpu"))
     images, y = datasets.labelled_images(name, encoder.cfg.image_size)
+    if shift:
+        images = hue_shifted(images)
     learned, c = embed_tensor(encoder, images), chroma(images)
     k = len(np.unique(y))
     for w in (0.0, 0.5, 1.0):
         x = np.hstack([learned, w * c])
-        row = {"collection": name, "run": run, "weight": w, "chroma_norm_mean": round(float(np.linalg.norm(
-            c, axis=1).mean()), 3)}
+        row = {"collection": name, "run": run, "hue_shift": shift, "weight": w,
+               "chroma_norm_mean": round(float(np.linalg.norm(c, axis=1).mean()), 3)}
         for given in (k, None):
             res = cluster_collection(x, given, ClusterSettings(stability_runs=0))
             row["true_k" if given else "automatic_k"] = {
