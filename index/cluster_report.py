@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index import clusters
+from index import clusters, graph_cut
 from index.clusters import ClusterResult, ClusterSettings, Quality, central_rows, clustering_from_labels, votes
 from index.store import CLUSTERS_FILE
 
@@ -88,14 +88,14 @@ def read_saved(index_dir, d: dict | None = None) -> dict | None:
     if not isinstance(k, int) or isinstance(k, bool) or k < 1 or not isinstance(why, str):
         return None
     by = d.get("k_by", k_by_of(why))
-    if by not in clusters.K_BY:
+    if by not in graph_cut.K_BY:
         return None
     return {"k": k, "chosen_by": why, "k_by": by, "settings": settings}
 
 
 def k_by_of(why: str) -> str:
     """The K_BY rule behind a `chosen_by` sentence, for clusters.json files saved without `k_by`."""
-    if why.startswith(clusters.FINER_SCALE):
+    if why.startswith(graph_cut.FINER_SCALE):
         return "finer scale"
     if why.startswith("too few"):
         return "too few"

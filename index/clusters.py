@@ -5,7 +5,8 @@
     kmeans(x, k, seed, nredo)                      -> Clustering by spherical K-means (faiss)
     train_kmeans(x, k, **faiss_kwargs)             -> trained faiss.Kmeans, on the GPU when faiss-gpu sees one
     central_rows(clustering, top) / members(c, j)  -> per cluster, the rows closest to its centroid
-What a clustering says and saves (its sentence, clusters.json): index/cluster_report.py.
+What a clustering says and saves (its sentence, clusters.json): index/cluster_report.py. The two
+graph cuts and the automatic K: index/graph_cut.py.
 
 Algorithms (`ClusterSettings.algorithm`), compared on labelled collections in bench/cluster_bench.py
 (results: bench/results/cluster_bench.json). Without K, every algorithm takes the graph's: the number
@@ -39,48 +40,20 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 import faiss
 import numpy as np
-from scipy import sparse
 
 from index.faiss_index import as_vectors
-from index.graph import (
-    Neighbours,
-    best_run,
-    cohesion,
-    knn_graph,
-    leiden,
-    leiden_runs,
-    merge_tree,
-    normalized_cut,
-    renumber_by_size,
-    scales,
-    spectral_embedding,
-)
+from index.graph import Neighbours, cohesion, knn_graph, normalized_cut, renumber_by_size
+from index.graph_cut import HAND, K_BY, RERUN_DROP, KChoice, graph_labels, spectral_labels
 from index.umap_cut import umap_embedding, umap_labels
 
 log = logging.getLogger(__name__)
 
-RERUN_DROP = 0.1  # stability reruns leave out this share of the graph's links (and use other seeds)
 CONSENSUS_MAX_IMAGES = 20_000  # above, "consensus" leaves out the UMAP cuts (their cost: docs/clustering.md)
 ALGORITHMS = ("consensus", "best-cut", "spectral", "graph", "kmeans", "umap-gmm", "umap-kmeans")
 K_RULES = ("reproducible", "modularity")  # how the automatic K is chosen (graph_labels; docs/clustering.md)
-SCALE_STEPS = 8  # the "reproducible" rule tries resolutions 1, sqrt(2), 2, ... 2^3.5 times the settings' own
-SCALE_RUNS = 5  # Leiden runs per resolution, each on the graph with RERUN_DROP of its links left out
-SCALE_MAX_IMAGES = 20_000  # above, no scan of finer scales (its cost: docs/clustering.md)
-FINER_SCALE = "chosen at a finer scale than modularity's"  # how `chosen_by` starts when the reproducible rule did
-K_BY = ("hand", "modularity", "finer scale", "too few")  # ClusterResult.k_by: K given, the automatic rule, or 1
-
-
-class KChoice(NamedTuple):
-    """How K was chosen: a sentence for people, and which rule (one of K_BY) for code."""
-    why: str
-    by: str
-
-
-HAND = KChoice("set by hand", "hand")
 
 
 @dataclass(frozen=True)
@@ -200,57 +173,6 @@ def clustering_from_labels(x: np.ndarray, labels: np.ndarray) -> Clustering:
     return Clustering(centroids, labels, scores.astype(np.float32))
 
 
-def graph_labels(graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
-                 exact_k: bool = True) -> tuple[np.ndarray, KChoice, float]:
-    """Leiden at the settings' resolution, merged to k groups (finer resolutions when k is above
-    what it found; with `exact_k` False, as many as it found instead); without k, the cut at the automatic
-    K of `s.k_rule` within [k_min, k_max] (docs/clustering.md, "Automatic K"). Also returns how K was
-    chosen and the resolution that gave the groups."""
-    adjacency = graph.adjacency()
-    resolution = s.resolution
-    runs = leiden_runs(adjacency, resolution, seed, s.leiden_runs)
-    tree = merge_tree(adjacency, best_run(runs))
-    if k is None:
-        # "reproducible": K's whose modularity is within Leiden's run-to-run spread of the best are as well
-        # supported as it, and the fewest groups among them are taken
-        spread = max(q for q, _ in runs) - min(q for q, _ in runs) if s.k_rule == "reproducible" else 0.0
-        peak = tree.best_k(s.k_min, s.k_max)
-        k = tree.best_k(s.k_min, s.k_max, spread)
-        q = tree.modularity[tree.max_k - k]
-        why = f"chosen as the number of groups the neighbour graph supports best (modularity {q:.2f})"
-        if k != peak:
-            why = (f"chosen as the fewest groups the neighbour graph supports as well as its best (modularity "
-                   f"{q:.3f}, within the {spread:.3f} that Leiden's runs vary by of the highest)")
-        if s.k_rule == "reproducible" and adjacency.shape[0] <= SCALE_MAX_IMAGES:
-            found = scales(graph, resolution * 2 ** (np.arange(SCALE_STEPS) / 2), SCALE_RUNS, seed, s.k_max,
-                           RERUN_DROP)
-            best = max(found, key=lambda sc: sc.agreement, default=None)  # the coarsest of equals
-            if best is not None and best.resolution > resolution and best.k >= s.k_min:
-                tree = merge_tree(adjacency, leiden(adjacency, best.resolution, seed, s.leiden_runs))
-                why = (f"{FINER_SCALE}: the one at which the neighbour graph's groups come back most alike when a "
-                       f"tenth of its links is left out (agreement {best.agreement:.2f} over {SCALE_RUNS} runs, "
-                       f"{found[0].agreement:.2f} at modularity's)")
-                return tree.cut(min(best.k, tree.max_k)), KChoice(why, "finer scale"), best.resolution
-        return tree.cut(k), KChoice(why, "modularity"), resolution
-    if not exact_k:
-        return tree.cut(min(k, tree.max_k)), HAND, resolution
-    while tree.max_k < k and resolution < 1e4:
-        resolution *= 2
-        tree = merge_tree(adjacency, leiden(adjacency, resolution, seed, s.leiden_runs))
-    if tree.max_k < k:
-        raise ValueError(f"{k} clusters asked, the neighbour graph splits into at most {tree.max_k}")
-    return tree.cut(k), HAND, resolution
-
-
-def spectral_labels(affinity: sparse.csr_matrix, k: int, seed: int) -> np.ndarray:
-    """Spectral clustering (Ng-Jordan-Weiss) of a graph's (M, M) weights (here the self-tuning k-NN
-    graph, `Neighbours.self_tuning`): K-means (10 restarts) of the rows of its K top eigenvectors."""
-    from sklearn.cluster import KMeans
-
-    u = spectral_embedding(affinity, k)  # (M, K)
-    return KMeans(k, n_init=10, random_state=seed).fit_predict(u).astype(np.int64)
-
-
 def votes(s: ClusterSettings, m: int) -> bool:
     """Whether the settings' clusterer votes among four cuts on m images ("consensus" up to
     CONSENSUS_MAX_IMAGES; above, it decides between the two graph cuts as "best-cut" does)."""
@@ -319,16 +241,17 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     if k is not None:
         _check_k(k, len(x))
     if len(x) < 3:
-        labels, why = np.zeros(len(x), np.int64), KChoice("too few images to split", "too few")
+        labels, choice = np.zeros(len(x), np.int64), KChoice("too few images to split", "too few")
         graph = None
     else:
         if graph is None or graph.ids.shape != (len(x), min(settings.neighbours, len(x) - 1)):
             graph = knn_graph(x, settings.neighbours, settings.seed)
-        labels, why, made = labels_for(x, graph, k, settings, settings.seed, store=store)
+        labels, choice, made = labels_for(x, graph, k, settings, settings.seed, store=store)
     c = clustering_from_labels(x, labels)
     k = len(c.centroids)
     if graph is None:
-        return ClusterResult(k, why.why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "", k_by=why.by)
+        return ClusterResult(k, choice.why, c, Quality(np.ones(k, np.float32), 1.0, None), settings, "",
+                             k_by=choice.by)
     share = cohesion(graph, c.labels).astype(np.float32)  # (M,)
     per_cluster = (np.bincount(c.labels, share, k) / c.sizes).astype(np.float32)
     once = replace(made, leiden_runs=1)  # a rerun is one Leiden run: a lower bound on the kept groups' stability
@@ -338,8 +261,8 @@ def cluster_collection(x: np.ndarray, k: int | None = None, settings: ClusterSet
     reruns = [labels_for(x, graph.thinned(RERUN_DROP, settings.seed + 1 + i), k, once, settings.seed + 1 + i,
                          exact_k=False, store=store)[0] for i in range(settings.stability_runs)]  # ARI allows another K
     stability = float(np.mean([adjusted_rand_score(c.labels, r) for r in reruns])) if reruns and k > 1 else None
-    return ClusterResult(k, why.why, c, Quality(per_cluster, float(share.mean()), stability), settings, made.algorithm,
-                         unsorted(share, settings.unsorted_below), why.by)
+    return ClusterResult(k, choice.why, c, Quality(per_cluster, float(share.mean()), stability), settings,
+                         made.algorithm, unsorted(share, settings.unsorted_below), choice.by)
 
 
 def central_rows(c: Clustering, top: int = 5) -> list[np.ndarray]:

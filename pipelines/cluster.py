@@ -28,8 +28,9 @@ from pathlib import Path
 
 from encoders.files import atomic_write_json
 from index.cluster_report import CLUSTERS, describe, result_json
-from index.clusters import ALGORITHMS, K_RULES, SCALE_MAX_IMAGES, ClusterSettings, cluster_collection
+from index.clusters import ALGORITHMS, K_RULES, ClusterSettings, cluster_collection
 from index.exports import clusters_csv, refuse_inside, save_csv, write_cluster_folders
+from index.graph_cut import SCALE_MAX_IMAGES
 from index.store import IndexLoadError, build_stamp, load_index
 from pipelines.cli import run_cli
 

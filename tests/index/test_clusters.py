@@ -6,8 +6,9 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from encoders.evaluation import cluster_scores
 from index.cluster_report import read_saved
-from index.clusters import ALGORITHMS, FINER_SCALE, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans
+from index.clusters import ALGORITHMS, ClusterSettings, central_rows, cluster_collection, cohesion, kmeans
 from index.graph import knn_graph
+from index.graph_cut import FINER_SCALE
 from tests.index.conftest import clustered, paired_groups
 
 

@@ -20,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
-from index import clusters as C  # noqa: E402
-from index.clusters import ClusterSettings, graph_labels  # noqa: E402
+from index import graph_cut as C  # noqa: E402
+from index.clusters import ClusterSettings  # noqa: E402
+from index.faiss_index import as_vectors  # noqa: E402
 from index.graph import cohesion, knn_graph, leiden  # noqa: E402
+from index.graph_cut import graph_labels  # noqa: E402
 
 
 def refitted(name: str, run: str) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,7 @@ for arg in sys.argv[2:]:
     tag, spec = arg.split("=", 1)
     x, y = features(spec)
     s = ClusterSettings(stability_runs=0)
-    graph = knn_graph(C.as_vectors(x), s.neighbours, s.seed)
+    graph = knn_graph(as_vectors(x), s.neighbours, s.seed)
     labels, why, _ = graph_labels(graph, None, s, s.seed)
     row = {"tag": tag, "spec": spec, "true_k": int(len(np.unique(y))), "default_k": int(labels.max()) + 1,
            "k_by": why.by, "scales": scan(graph, s)}
