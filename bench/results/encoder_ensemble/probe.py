@@ -1,0 +1,56 @@
+"""Probe: do two or three encoders trained alike (other seeds) group better together? Their embeddings
+of the 10k Fashion-MNIST test images are joined (each unit length, then the whole unit length, so a
+pair's cosine is the mean of the encoders') and go through the default clusterer at the true K and
+with the automatic K. One JSON line per set of encoders.
+
+    python bench/results/encoder_ensemble/probe.py OUT.jsonl RUN RUN [RUN ...]
+"""
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import datasets  # noqa: E402
+from encoders.embed import embed_tensor  # noqa: E402
+from encoders.evaluation import cluster_scores  # noqa: E402
+from encoders.store import load_encoder  # noqa: E402
+from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
+
+
+def knn20(z: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out 20-NN accuracy of unit rows z (M, D)."""
+    sim = z @ z.T  # (M, M)
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
+    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=int(y.max()) + 1)
+    return float((votes.argmax(1) == y).mean())
+
+
+def main(argv: list[str]) -> None:
+    out, runs, xs = Path(argv[1]), argv[2:], {}
+    for run in runs:
+        encoder = load_encoder(Path(run), torch.device("cpu"))
+        images, y = datasets.labelled_images("fmnist", encoder.cfg.image_size)
+        xs[run] = embed_tensor(encoder, images)
+    for n in range(2, len(runs) + 1):
+        for group in itertools.combinations(runs, n):
+            x = np.hstack([xs[r] for r in group])  # (M, n D)
+            x = np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+            row = {"runs": list(group), "knn20": round(knn20(x, y), 4)}
+            for given in (10, None):
+                res = cluster_collection(x, given, ClusterSettings(stability_runs=0))
+                row["true_k" if given else "automatic_k"] = {"k": res.k, **{
+                    m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}}
+            print(json.dumps(row), flush=True)
+            with out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv)
