@@ -235,6 +235,23 @@ def probe_collections(probe, argv: list[str]) -> None:
         Path(argv[0]).write_text(json.dumps(result, indent=1))
 
 
+
+def default_scores(x: np.ndarray, y: np.ndarray, k: int | None) -> dict:
+    """The default clusterer (no stability reruns) on (M, D) x at K = k, or at its automatic K when k is
+    None: the K it used and its NMI / ARI / ACC against the labels y, rounded as the probes keep them."""
+    from encoders.evaluation import cluster_scores
+    from index.clusters import ClusterSettings, cluster_collection
+
+    res = cluster_collection(x, k, ClusterSettings(stability_runs=0))
+    return {"k": res.k, **{m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}}
+
+
+def append_json_line(out: Path, row: dict) -> None:
+    """Print a probe's row and append it to the JSON-lines file `out`."""
+    print(json.dumps(row), flush=True)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
 def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
     """Labels (int64) of `paths` (files under `folder`) from the labels.json beside it."""
     table = json.loads((folder.parent / f"{folder.name}.labels.json").read_text())

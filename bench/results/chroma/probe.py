@@ -12,7 +12,6 @@ Clustered by the default at the true K and with the automatic K.
 half a turn either way), so that a group's images no longer share a palette: the case of a
 collection grouped by subject, where colour says little, to see what the feature costs there.
 """
-import json
 import sys
 from pathlib import Path
 
@@ -24,9 +23,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
-from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 
 BINS = 8
 
@@ -70,9 +67,5 @@ for arg in args[shift:]:
         row = {"collection": name, "run": run, "hue_shift": shift, "weight": w,
                "chroma_norm_mean": round(float(np.linalg.norm(c, axis=1).mean()), 3)}
         for given in (k, None):
-            res = cluster_collection(x, given, ClusterSettings(stability_runs=0))
-            row["true_k" if given else "automatic_k"] = {
-                "k": res.k, **{m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}}
-        print(json.dumps(row), flush=True)
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            row["true_k" if given else "automatic_k"] = datasets.default_scores(x, y, given)
+        datasets.append_json_line(out, row)

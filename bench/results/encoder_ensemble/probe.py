@@ -6,7 +6,6 @@ with the automatic K. One JSON line per set of encoders.
     python bench/results/encoder_ensemble/probe.py OUT.jsonl RUN RUN [RUN ...]
 """
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -18,9 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
-from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 
 
 def knn20(z: np.ndarray, y: np.ndarray) -> float:
@@ -44,12 +41,8 @@ def main(argv: list[str]) -> None:
             x = np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
             row = {"runs": list(group), "knn20": round(knn20(x, y), 4)}
             for given in (10, None):
-                res = cluster_collection(x, given, ClusterSettings(stability_runs=0))
-                row["true_k" if given else "automatic_k"] = {"k": res.k, **{
-                    m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}}
-            print(json.dumps(row), flush=True)
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+                row["true_k" if given else "automatic_k"] = datasets.default_scores(x, y, given)
+            datasets.append_json_line(out, row)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,4 @@ for arg in sys.argv[2:]:
         res = cluster_collection(x, 10, ClusterSettings(algorithm=alg, stability_runs=0))
         row[alg] = {k: round(float(v), 4) for k, v in cluster_scores(y, res.clustering.labels).items()}
         row[alg]["seconds"] = round(time.perf_counter() - t0, 1)
-    print(json.dumps(row), flush=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    datasets.append_json_line(out, row)

@@ -4,7 +4,6 @@ seeds 0..N-1 (UMAP, K-means and Leiden seeds), and spectral alone, one JSON line
 
     python bench/results/encoder_probe/seed_noise.py OUT.jsonl RUN [N]
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,4 @@ for seed in range(n):
         row[alg]["seconds"] = round(time.perf_counter() - t0, 1)
         if alg == "consensus":
             row[alg]["kept"] = res.made_by
-    print(json.dumps(row), flush=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    datasets.append_json_line(out, row)

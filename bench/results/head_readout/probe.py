@@ -5,7 +5,6 @@ test images; each set of features goes through the default clusterer at the true
 
     python bench/results/head_readout/probe.py OUT.jsonl TAG=RUN [TAG=RUN ...]
 """
-import json
 import sys
 from pathlib import Path
 
@@ -19,10 +18,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import datasets  # noqa: E402
 from encoders.augment import normalize_batch  # noqa: E402
 from encoders.embed import embed_tensor  # noqa: E402
-from encoders.evaluation import cluster_scores  # noqa: E402
 from encoders.heads import SimCLRProjectionHead  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
-from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 
 
 @torch.no_grad()
@@ -54,12 +51,8 @@ def main(argv: list[str]) -> None:
                         ("head hidden layer", hidden), ("head output", projected)):
             row = {"tag": tag, "run": run, "features": name, "dim": x.shape[1]}
             for given in (10, None):
-                res = cluster_collection(np.ascontiguousarray(x), given, ClusterSettings(stability_runs=0))
-                row["true_k" if given else "automatic_k"] = {"k": res.k, **{
-                    m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}}
-            print(json.dumps(row), flush=True)
-            with out.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+                row["true_k" if given else "automatic_k"] = datasets.default_scores(np.ascontiguousarray(x), y, given)
+            datasets.append_json_line(out, row)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ line per (collection, seed, features).
 
     python bench/results/imbalanced/probe.py OUT.jsonl COLLECTION=RUN [COLLECTION=RUN ...]
 """
-import json
 import sys
 from pathlib import Path
 
@@ -57,9 +56,7 @@ def main(argv: list[str]) -> None:
                     res = cluster_collection(x[rows], k, ClusterSettings(algorithm="umap-kmeans", stability_runs=0))
                     row["umap_kmeans_true_k"] = {m: round(float(v), 4) for m, v in
                                                  cluster_scores(y[rows], res.clustering.labels).items()}
-                print(json.dumps(row), flush=True)
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                datasets.append_json_line(out, row)
 
 
 if __name__ == "__main__":

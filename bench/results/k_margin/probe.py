@@ -9,7 +9,6 @@ COLLECTION: "fmnist" (the 10k test images) or a folder of bench/datasets.py; RUN
 for the raw pixels (32 px); COLLECTION:RUN:refit embeds with the run's whitening refitted on a seeded
 sample of its training folder (as bench/results/tta/shift_probe.py does without shifts).
 """
-import json
 import sys
 from itertools import combinations
 from pathlib import Path
@@ -84,6 +83,4 @@ for arg in sys.argv[2:]:
     labels, why, _ = graph_labels(graph, None, s, s.seed)
     row = {"tag": tag, "spec": spec, "true_k": int(len(np.unique(y))), "default_k": int(labels.max()) + 1,
            "k_by": why.by, "scales": scan(graph, s)}
-    print(json.dumps(row), flush=True)
-    with out.open("a") as f:
-        f.write(json.dumps(row) + "\n")
+    datasets.append_json_line(out, row)

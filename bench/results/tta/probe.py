@@ -7,7 +7,6 @@ one JSON line per (collection, run, variant).
 
 COLLECTION: "fmnist" (the 10k test images) or a folder name of bench/datasets.py (mixed, scenes, ...).
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -75,6 +74,4 @@ for arg in args:
         row = {"collection": name, "run": run, "variant": variant, "knn20": knn20(x, y),
                "consensus": {m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()},
                "made_by": res.made_by, "seconds": round(time.perf_counter() - t0, 1)}
-        print(json.dumps(row), flush=True)
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        datasets.append_json_line(out, row)

@@ -87,6 +87,4 @@ for arg in args[1:]:
             res = cluster_collection(x, given, ClusterSettings(stability_runs=0))
             scores = {m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()}
             row["true_k" if given else "automatic_k"] = {**scores, "k": res.k, "made_by": res.made_by}
-        print(json.dumps(row), flush=True)
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        datasets.append_json_line(out, row)

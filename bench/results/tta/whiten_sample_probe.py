@@ -5,7 +5,6 @@ ACC at the true K, and the automatic K.
 
     python bench/results/tta/whiten_sample_probe.py OUT.jsonl RUN [RUN ...]
 """
-import json
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,4 @@ for run in sys.argv[2:]:
         auto = cluster_collection(x, None, ClusterSettings(stability_runs=0))
         row["automatic_k"] = {"k": auto.k, "k_by": auto.k_by,
                               **{m: round(float(v), 4) for m, v in cluster_scores(y, auto.clustering.labels).items()}}
-        print(json.dumps(row), flush=True)
-        with out.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        datasets.append_json_line(out, row)

@@ -14,7 +14,6 @@ One JSON line per (collection, features, K).
 
     python bench/results/vote_rule/probe.py OUT.jsonl COLLECTION=RUN [COLLECTION=RUN ...]
 """
-import json
 import sys
 from pathlib import Path
 
@@ -71,9 +70,7 @@ def main(argv: list[str]) -> None:
                 row = {"collection": name, "run": run, "features": features, "k": int(cuts["graph"].max()) + 1,
                        "k_given": given is not None, "cuts": score,
                        "kept": {r: {"cut": a, **score[a]} for r, a in kept.items()}}
-                print(json.dumps(row), flush=True)
-                with out.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                datasets.append_json_line(out, row)
 
 
 if __name__ == "__main__":
