@@ -195,32 +195,32 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
     "graph": with the resolution that reached K), which the stability reruns use. `exact_k` False
     (reruns): the graph clusterer may return fewer than k groups rather than run Leiden again. `store`:
     where UMAP embeddings are kept (umap_embedding)."""
-    why, graph_cut = HAND, None
+    choice, graph_cut = HAND, None
     if k is None:
-        graph_cut, why, resolution = graph_labels(graph, None, s, seed)
+        graph_cut, choice, resolution = graph_labels(graph, None, s, seed)
         k = int(graph_cut.max()) + 1
     if s.algorithm in ("graph", "best-cut", "consensus") and graph_cut is None:
         graph_cut, _, resolution = graph_labels(graph, k, s, seed, exact_k)
     if s.algorithm == "graph":
-        return graph_cut, why, replace(s, resolution=resolution)
+        return graph_cut, choice, replace(s, resolution=resolution)
     if s.algorithm == "spectral":
-        return spectral_labels(graph.self_tuning(), k, seed), why, s
+        return spectral_labels(graph.self_tuning(), k, seed), choice, s
     if s.algorithm in ("best-cut", "consensus") and not votes(s, len(x)):
         affinity = graph.self_tuning()  # (M, M): the spectral cut's graph, and the one both cuts are scored on
         spectral = spectral_labels(affinity, k, seed)
         if normalized_cut(affinity, graph_cut) <= normalized_cut(affinity, spectral):
-            return graph_cut, why, replace(s, algorithm="graph", resolution=resolution)
-        return spectral, why, replace(s, algorithm="spectral")
+            return graph_cut, choice, replace(s, algorithm="graph", resolution=resolution)
+        return spectral, choice, replace(s, algorithm="spectral")
     if votes(s, len(x)):
         u = umap_embedding(x, graph, seed, store)  # (M, 10), shared by both UMAP cuts
         cuts = {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
                 "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
                 "umap-gmm": umap_labels(x, graph, k, seed, "gmm", u)}
         keep = most_agreed(cuts)
-        return cuts[keep], why, replace(s, algorithm=keep, resolution=resolution)
+        return cuts[keep], choice, replace(s, algorithm=keep, resolution=resolution)
     if s.algorithm == "kmeans":
-        return kmeans(x, k, seed=seed, nredo=s.nredo).labels, why, s
-    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-"), store=store), why, s
+        return kmeans(x, k, seed=seed, nredo=s.nredo).labels, choice, s
+    return umap_labels(x, graph, k, seed, s.algorithm.removeprefix("umap-"), store=store), choice, s
 
 
 def unsorted(share: np.ndarray, below: float) -> np.ndarray:
