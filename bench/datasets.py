@@ -252,6 +252,7 @@ def append_json_line(out: Path, row: dict) -> None:
     with out.open("a") as f:
         f.write(json.dumps(row) + "\n")
 
+
 def labels_for(folder: Path, paths: list[Path]) -> np.ndarray:
     """Labels (int64) of `paths` (files under `folder`) from the labels.json beside it."""
     table = json.loads((folder.parent / f"{folder.name}.labels.json").read_text())

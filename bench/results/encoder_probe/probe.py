@@ -20,8 +20,9 @@ from encoders.evaluation import cluster_scores  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 
-out = Path(sys.argv[1])
-for arg in sys.argv[2:]:
+args = [a for a in sys.argv[1:] if a != "--auto-k"]
+out = Path(args[0])
+for arg in args[1:]:
     tag, run = arg.split("=", 1)
     encoder = load_encoder(Path(run), torch.device("cpu"))
     images, y = datasets.labelled_images("fmnist", encoder.cfg.image_size)
@@ -40,4 +41,6 @@ for arg in sys.argv[2:]:
         res = cluster_collection(x, 10, ClusterSettings(algorithm=alg, stability_runs=0))
         row[alg] = {k: round(float(v), 4) for k, v in cluster_scores(y, res.clustering.labels).items()}
         row[alg]["seconds"] = round(time.perf_counter() - t0, 1)
+    if "--auto-k" in sys.argv:
+        row["auto"] = datasets.default_scores(x, y, None)
     datasets.append_json_line(out, row)
