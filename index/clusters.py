@@ -187,6 +187,16 @@ def most_agreed(cuts: dict[str, np.ndarray]) -> str:
     return max(cuts, key=agreement.get)
 
 
+def vote_cuts(x: np.ndarray, graph: Neighbours, graph_cut: np.ndarray, k: int, seed: int,
+              store: str | os.PathLike | None = None) -> dict[str, np.ndarray]:
+    """The four cuts the vote chooses among: the graph cut made already, and spectral, K-means and a
+    Gaussian mixture on one UMAP embedding of x (M, D), each into k groups."""
+    u = umap_embedding(x, graph, seed, store)  # (M, 10), shared by both UMAP cuts
+    return {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
+            "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
+            "umap-gmm": umap_labels(x, graph, k, seed, "gmm", u)}
+
+
 def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettings, seed: int,
                exact_k: bool = True, store: str | os.PathLike | None = None
                ) -> tuple[np.ndarray, KChoice, ClusterSettings]:
@@ -212,10 +222,7 @@ def labels_for(x: np.ndarray, graph: Neighbours, k: int | None, s: ClusterSettin
             return graph_cut, choice, replace(s, algorithm="graph", resolution=resolution)
         return spectral, choice, replace(s, algorithm="spectral")
     if votes(s, len(x)):
-        u = umap_embedding(x, graph, seed, store)  # (M, 10), shared by both UMAP cuts
-        cuts = {"graph": graph_cut, "spectral": spectral_labels(graph.self_tuning(), k, seed),
-                "umap-kmeans": umap_labels(x, graph, k, seed, "kmeans", u),
-                "umap-gmm": umap_labels(x, graph, k, seed, "gmm", u)}
+        cuts = vote_cuts(x, graph, graph_cut, k, seed, store)
         keep = most_agreed(cuts)
         return cuts[keep], choice, replace(s, algorithm=keep, resolution=resolution)
     if s.algorithm == "kmeans":

@@ -25,11 +25,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import datasets  # noqa: E402
 from encoders.evaluation import cluster_scores  # noqa: E402
-from index.clusters import ClusterSettings, most_agreed  # noqa: E402
+from index.clusters import ClusterSettings, most_agreed, vote_cuts  # noqa: E402
 from index.faiss_index import as_vectors  # noqa: E402
 from index.graph import knn_graph, normalized_cut  # noqa: E402
-from index.graph_cut import graph_labels, spectral_labels  # noqa: E402
-from index.umap_cut import umap_embedding, umap_labels  # noqa: E402
+from index.graph_cut import graph_labels  # noqa: E402
 
 FAMILY = {"graph": "graph", "spectral": "spectral", "umap-kmeans": "umap", "umap-gmm": "umap"}
 
@@ -44,14 +43,9 @@ def one_voter_per_family(cuts: dict[str, np.ndarray]) -> str:
 
 def four_cuts(x: np.ndarray, k: int | None, s: ClusterSettings) -> tuple[dict[str, np.ndarray], object]:
     graph = knn_graph(x, s.neighbours, s.seed)
-    graph_cut, choice, _ = graph_labels(graph, k, s, s.seed)
-    k = int(graph_cut.max()) + 1
-    affinity = graph.self_tuning()
-    u = umap_embedding(x, graph, s.seed)  # (M, 10)
-    cuts = {"graph": graph_cut, "spectral": spectral_labels(affinity, k, s.seed),
-            "umap-kmeans": umap_labels(x, graph, k, s.seed, "kmeans", u),
-            "umap-gmm": umap_labels(x, graph, k, s.seed, "gmm", u)}
-    return cuts, affinity
+    graph_cut, _, _ = graph_labels(graph, k, s, s.seed)
+    cuts = vote_cuts(x, graph, graph_cut, int(graph_cut.max()) + 1, s.seed)
+    return cuts, graph.self_tuning()
 
 
 def main(argv: list[str]) -> None:
