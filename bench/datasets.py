@@ -235,6 +235,15 @@ def probe_collections(probe, argv: list[str]) -> None:
         Path(argv[0]).write_text(json.dumps(result, indent=1))
 
 
+def knn20(x: np.ndarray, y: np.ndarray) -> float:
+    """Leave-one-out 20-NN accuracy (cosine) of (M, D) x against the labels y, rounded to 4 places."""
+    z = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sim = z @ z.T  # (M, M)
+    np.fill_diagonal(sim, -np.inf)
+    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
+    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=int(y.max()) + 1)  # (M, classes)
+    return round(float((votes.argmax(1) == y).mean()), 4)
+
 
 def default_scores(x: np.ndarray, y: np.ndarray, k: int | None) -> dict:
     """The default clusterer (no stability reruns) on (M, D) x at K = k, or at its automatic K when k is

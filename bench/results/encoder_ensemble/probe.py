@@ -20,15 +20,6 @@ from encoders.embed import embed_tensor  # noqa: E402
 from encoders.store import load_encoder  # noqa: E402
 
 
-def knn20(z: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out 20-NN accuracy of unit rows z (M, D)."""
-    sim = z @ z.T  # (M, M)
-    np.fill_diagonal(sim, -np.inf)
-    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
-    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=int(y.max()) + 1)
-    return float((votes.argmax(1) == y).mean())
-
-
 def main(argv: list[str]) -> None:
     out, runs, xs = Path(argv[1]), argv[2:], {}
     for run in runs:
@@ -39,7 +30,7 @@ def main(argv: list[str]) -> None:
         for group in itertools.combinations(runs, n):
             x = np.hstack([xs[r] for r in group])  # (M, n D)
             x = np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
-            row = {"runs": list(group), "knn20": round(knn20(x, y), 4)}
+            row = {"runs": list(group), "knn20": datasets.knn20(x, y)}
             for given in (10, None):
                 row["true_k" if given else "automatic_k"] = datasets.default_scores(x, y, given)
             datasets.append_json_line(out, row)

@@ -8,7 +8,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -29,18 +28,12 @@ for arg in args[1:]:
     x = embed_tensor(encoder, images)
     row = {"tag": tag, "run": run, "steps": json.loads((Path(run) / "summary.json").read_text()).get("step")
            if (Path(run) / "summary.json").exists() else None}
-    z = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sim = z @ z.T  # (M, M)
-    np.fill_diagonal(sim, -np.inf)
-    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
-    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=10)  # (M, 10)
-    row["knn20"] = round(float((votes.argmax(1) == y).mean()), 4)  # leave-one-out 20-NN accuracy
-    del sim
+    row["knn20"] = datasets.knn20(x, y)  # leave-one-out 20-NN accuracy
     for alg in ("consensus", "spectral", "graph", "umap-kmeans"):
         t0 = time.perf_counter()
         res = cluster_collection(x, 10, ClusterSettings(algorithm=alg, stability_runs=0))
         row[alg] = {k: round(float(v), 4) for k, v in cluster_scores(y, res.clustering.labels).items()}
         row[alg]["seconds"] = round(time.perf_counter() - t0, 1)
     if "--auto-k" in sys.argv:
-        row["auto"] = datasets.default_scores(x, y, None)
+        row["automatic_k"] = datasets.default_scores(x, y, None)
     datasets.append_json_line(out, row)

@@ -25,7 +25,7 @@ for ax, metric in zip(axes, ("nmi", "acc")):
     for cut, style in (("consensus", "o-"), ("spectral", "s--"), ("graph", "^--"), ("umap-kmeans", "v:")):
         label = "default (vote)" if cut == "consensus" else cut
         ax.plot([r["steps"] for r in snapshots], [r[cut][metric] for r in snapshots], style, label=label)
-    ax.plot([r["steps"] for r in snapshots], [r["auto"][metric] for r in snapshots], "x-", c="grey",
+    ax.plot([r["steps"] for r in snapshots], [r["automatic_k"][metric] for r in snapshots], "x-", c="grey",
             label="default at its automatic K (11-17)")
     ax.plot([r["steps"] for r in ten_minutes], [r["consensus"][metric] for r in ten_minutes], "*", ms=14, c="k",
             label="10-minute default run (vote)")

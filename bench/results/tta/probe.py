@@ -27,16 +27,6 @@ from index.clusters import ClusterSettings, cluster_collection  # noqa: E402
 SHIFT = 1 / 16  # of the image side (2 pixels at 32)
 
 
-def knn20(x: np.ndarray, y: np.ndarray) -> float:
-    """Leave-one-out 20-NN accuracy (cosine)."""
-    z = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sim = z @ z.T  # (M, M)
-    np.fill_diagonal(sim, -np.inf)
-    nn = np.argpartition(-sim, 20, axis=1)[:, :20]  # (M, 20)
-    votes = np.apply_along_axis(np.bincount, 1, y[nn], minlength=y.max() + 1)
-    return round(float((votes.argmax(1) == y).mean()), 4)
-
-
 def shifted(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """uint8 (M, 3, S, S) moved by (dy, dx) pixels, the border repeated."""
     s, p = images.shape[-1], max(abs(dy), abs(dx))
@@ -71,7 +61,7 @@ for arg in args:
     for variant, x in variants(encoder, images, names):
         t0 = time.perf_counter()
         res = cluster_collection(x, k, ClusterSettings(stability_runs=0))
-        row = {"collection": name, "run": run, "variant": variant, "knn20": knn20(x, y),
+        row = {"collection": name, "run": run, "variant": variant, "knn20": datasets.knn20(x, y),
                "consensus": {m: round(float(v), 4) for m, v in cluster_scores(y, res.clustering.labels).items()},
                "made_by": res.made_by, "seconds": round(time.perf_counter() - t0, 1)}
         datasets.append_json_line(out, row)
